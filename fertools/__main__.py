@@ -1,0 +1,5 @@
+import sys
+
+from fertools.cli import main
+
+sys.exit(main())

@@ -1,0 +1,316 @@
+"""``python -m fertools``: train, evaluate, predict, convert, info and bench from a shell.
+
+Every mistake a user can make (missing file, wrong format, bad option) ends
+in one line on stderr and exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+class UserError(Exception):
+    """A problem the user can fix; printed as one line, exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, not argparse's usage block
+        raise UserError(f"{self.prog}: {message}")
+
+
+# --- progress bars ------------------------------------------------------------------------
+
+
+def _bar(fraction: float, width: int = 28) -> str:
+    filled = int(round(fraction * width))
+    return "[" + "#" * filled + "." * (width - filled) + f"] {fraction:6.1%}"
+
+
+def _print_progress(fraction: float, text: str) -> None:
+    end = "\n" if fraction >= 1 else ""
+    print(f"\r{_bar(fraction)} {text}", end=end, file=sys.stderr, flush=True)
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "?"
+    seconds = int(seconds)
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+# --- commands ---------------------------------------------------------------------------------
+
+
+def _load_data(source: str, progress: bool = True):
+    from fertools import data
+
+    try:
+        return data.load(source, progress=_print_progress if progress and sys.stderr.isatty() else None)
+    except data.DatasetError as error:
+        raise UserError(str(error)) from None
+    except OSError as error:
+        raise UserError(f"cannot read {source}: {error.strerror or error}") from None
+
+
+def cmd_info(args) -> int:
+    dataset = _load_data(args.source)
+    if args.json:
+        print(json.dumps({
+            "source": dataset.source, "size": len(dataset), "classes": list(dataset.classes),
+            "synthetic": dataset.synthetic, "counts": dataset.counts(), "rejected": dataset.rejected_counts(),
+        }, indent=2))
+        return 0
+    print(dataset.describe())
+    counts = dataset.counts()
+    width = max(len(c) for c in dataset.classes) + 2
+    print(f"{'class':<{width}}" + "".join(f"{name:>8}" for name in counts))
+    for cls in dataset.classes:
+        print(f"{cls:<{width}}" + "".join(f"{counts[name][cls]:>8}" for name in counts))
+    rejected = dataset.rejected_counts()
+    print("rejected: " + (", ".join(f"{n} {reason}" for reason, n in rejected.items()) if rejected else "none"))
+    for note in dataset.notes:
+        print(f"note: {note}")
+    return 0
+
+
+def cmd_convert(args) -> int:
+    from fertools import data
+
+    out = Path(args.out)
+    if out.suffix.lower() not in (".csv", ".npz"):
+        raise UserError(f"convert: the output must end in .csv or .npz, not {out.name!r}")
+    started = time.perf_counter()
+    dataset = _load_data(args.source)
+    if out.suffix.lower() == ".npz":
+        data.save_npz(dataset, out)
+    else:
+        out.write_bytes(data.to_fer2013_csv(dataset))
+    seconds = time.perf_counter() - started
+    print(f"wrote {len(dataset)} faces to {out} in {seconds:.1f} s ({len(dataset) / max(seconds, 1e-9):.0f} images/s);"
+          f" rejected {len(dataset.rejected)}")
+    return 0
+
+
+def _train_config(args):
+    from fertools.augment import NO_AUGMENTATION
+    from fertools.train import PRESETS, TrainConfig, resume_config
+
+    run_dir = Path(args.out)
+    if args.resume:
+        if not (run_dir / "config.json").exists():
+            raise UserError(f"train: {run_dir} holds no run to resume (no config.json)")
+        return resume_config(run_dir)
+    if args.preset not in PRESETS:
+        raise UserError(f"train: unknown preset {args.preset!r}; choose one of {sorted(PRESETS)}")
+    config = PRESETS[args.preset] if args.preset else TrainConfig()
+    overrides = {
+        "architecture": args.arch, "epochs": args.epochs, "batch_size": args.batch_size,
+        "learning_rate": args.lr, "optimizer": args.optimizer, "schedule": args.schedule,
+        "label_smoothing": args.label_smoothing, "class_weights": args.class_weights, "mixup": args.mixup,
+        "val_fraction": args.val_fraction, "seed": args.seed, "early_stopping": args.early_stopping,
+        "weight_decay": args.weight_decay,
+    }
+    config = replace(config, **{k: v for k, v in overrides.items() if v is not None})
+    if args.no_augment:
+        config = replace(config, augment=NO_AUGMENTATION)
+    return config
+
+
+def cmd_train(args) -> int:
+    from fertools import train
+
+    config = _train_config(args)
+    try:
+        config.validate()
+    except ValueError as error:
+        raise UserError(f"train: {error}") from None
+    dataset = _load_data(args.data)
+    resumed = (Path(args.out) / "checkpoint").exists()
+    print(f"{'resuming' if resumed else 'training'} {config.architecture} on {dataset.describe()}", file=sys.stderr)
+
+    def show(p: train.Progress) -> None:
+        metrics = " ".join(f"{k} {v:.4f}" for k, v in p.logs.items() if k in ("loss", "accuracy", "val_accuracy"))
+        text = f"epoch {p.epoch}/{p.epochs} batch {p.batch}/{p.batches} {metrics} eta {_duration(p.eta)}"
+        if p.epoch_end:
+            print(f"\r{_bar(p.fraction)} {text}", file=sys.stderr, flush=True)
+        elif sys.stderr.isatty():
+            print(f"\r{_bar(p.fraction)} {text}", end="", file=sys.stderr, flush=True)
+
+    command = "python -m fertools " + shlex.join(sys.argv[1:])
+    result = train.train(dataset, config, args.out, progress=show, command=command)
+    if result.status == "failed":
+        print(f"train: failed: {result.reason}", file=sys.stderr)
+        return 1
+    metrics = result.metrics
+    print(f"{result.status}: validation accuracy {metrics['accuracy']:.4f} "
+          f"(flip TTA {metrics['accuracy_flip_tta']:.4f}); model saved in {Path(args.out) / 'model'}")
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from fertools import evaluate as ev
+    from fertools.modelcard import ModelLoadError, load_model_dir
+
+    try:
+        model, card = load_model_dir(args.model)
+    except ModelLoadError as error:
+        raise UserError(str(error)) from None
+    dataset = _load_data(args.data)
+    if args.split:
+        if args.split not in dataset.splits:
+            raise UserError(f"evaluate: the data has no {args.split!r} split; it has {dataset.splits}")
+        dataset = dataset.subset(args.split)
+    elif len(dataset.splits) > 1:
+        # The held-out part: test if there is one, else val.
+        dataset = dataset.subset("test" if "test" in dataset.splits else "val")
+    labels = _map_labels(dataset, card.classes)
+    evaluation = ev.evaluate(model, dataset.images, labels, tuple(card.classes), tta=args.tta)
+    if args.json:
+        print(json.dumps(evaluation.to_dict()))
+    else:
+        print(ev.format_table(evaluation))
+    return 0
+
+
+def _map_labels(dataset, model_classes: list[str]):
+    """The dataset's labels as indices into the model's class list."""
+    import numpy as np
+
+    index = {name: i for i, name in enumerate(model_classes)}
+    missing = [c for c in dataset.classes if c not in index]
+    if missing:
+        raise UserError(f"evaluate: the model does not know the classes {missing}; it has {model_classes}")
+    lookup = np.array([index[c] for c in dataset.classes])
+    return lookup[dataset.labels]
+
+
+def cmd_predict(args) -> int:
+    import cv2
+
+    from fertools.modelcard import ModelLoadError
+    from fertools.preprocess import decode_image
+    from fertools.recognize import Recognizer, draw_faces
+
+    try:
+        recognizer = Recognizer.load(args.model)
+    except ModelLoadError as error:
+        raise UserError(str(error)) from None
+    results = []
+    for path in args.images:
+        try:
+            image = decode_image(Path(path).read_bytes())
+        except OSError as error:
+            raise UserError(f"predict: cannot read {path} ({error.strerror or error})") from None
+        if image is None:
+            raise UserError(f"predict: {path} is not an image OpenCV can read")
+        faces = recognizer.analyze(image) if not args.whole else [recognizer.analyze_face(image)]
+        results.append([face.to_dict() for face in faces])
+        if args.annotate:
+            out = Path(args.annotate)
+            if len(args.images) > 1:
+                out = out.with_name(f"{out.stem}_{Path(path).stem}{out.suffix}")
+            cv2.imwrite(str(out), draw_faces(image, faces))
+        if not args.json:
+            print(f"{path}: {len(faces)} face(s)")
+            for face in faces:
+                top = sorted(face.probabilities.items(), key=lambda kv: -kv[1])[:3]
+                print(f"  box {list(face.box)} {face.label} " + ", ".join(f"{k} {v:.2f}" for k, v in top))
+    if args.json:
+        print(json.dumps(results))
+    return 0
+
+
+def cmd_bench(args) -> int:
+    from fertools import bench
+
+    report = bench.run(quick=args.quick, csv_path=args.csv, folder=args.folder, skip=set(args.skip or ()),
+                       progress=lambda text: print(text, file=sys.stderr, flush=True))
+    print(json.dumps(report, indent=2) if args.json else bench.format_report(report))
+    return 0
+
+
+# --- the parser ---------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from fertools.constants import DEFAULT_MODEL_DIR
+
+    parser = _Parser(prog="python -m fertools", description="FER Lab: facial emotion recognition tools.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    p = sub.add_parser("info", help="counts per split and class, and rejected rows")
+    p.add_argument("source", help="dataset: CSV, image folder, zip, .npz or 'builtin'")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("convert", help="convert any dataset source to FER2013 CSV or .npz")
+    p.add_argument("source")
+    p.add_argument("out", help="OUT.csv or OUT.npz")
+    p.set_defaults(func=cmd_convert)
+
+    p = sub.add_parser("train", help="train a model; rerun with the same --out to resume")
+    p.add_argument("--data", default="builtin")
+    p.add_argument("--out", required=True, help="run folder")
+    p.add_argument("--preset", default="", help="start from a named config, e.g. 'default' (the shipped model)")
+    p.add_argument("--resume", action="store_true", help="reuse the run folder's saved config")
+    p.add_argument("--arch")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--optimizer", choices=("adam", "adamw", "sgd", "rmsprop"))
+    p.add_argument("--schedule", choices=("constant", "cosine", "plateau"))
+    p.add_argument("--weight-decay", type=float)
+    p.add_argument("--label-smoothing", type=float)
+    p.add_argument("--class-weights", choices=("none", "balanced", "sqrt"))
+    p.add_argument("--mixup", type=float)
+    p.add_argument("--val-fraction", type=float)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--early-stopping", type=int, metavar="PATIENCE")
+    p.add_argument("--no-augment", action="store_true")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="accuracy, per-class table and confusion matrix")
+    p.add_argument("--model", default=str(DEFAULT_MODEL_DIR))
+    p.add_argument("--data", required=True)
+    p.add_argument("--split", choices=("train", "val", "test"))
+    p.add_argument("--tta", action="store_true", help="average with the mirrored face")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("predict", help="detect faces in images and classify each")
+    p.add_argument("images", nargs="+")
+    p.add_argument("--model", default=str(DEFAULT_MODEL_DIR))
+    p.add_argument("--whole", action="store_true", help="treat each image as one face crop")
+    p.add_argument("--annotate", metavar="OUT.png", help="write the image with boxes and labels")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("bench", help="speed of loading, recognition and training, against the baselines")
+    p.add_argument("--quick", action="store_true", help="small sizes, for CI")
+    p.add_argument("--csv", help="a real fer2013.csv to time instead of a generated one")
+    p.add_argument("--folder", help="a real image folder to time instead of a generated one")
+    p.add_argument("--skip", nargs="*", choices=("loading", "recognition", "training", "baselines"))
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_bench)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        return args.func(args)
+    except UserError as error:
+        print(str(error).splitlines()[0], file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; rerun the same command to resume", file=sys.stderr)
+        return 130

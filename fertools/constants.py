@@ -1,0 +1,53 @@
+"""Constants shared by the whole project: class names, image size and paths.
+
+Conventions used everywhere in :mod:`fertools`:
+
+* a *frame* is a BGR ``uint8`` array of shape ``(H, W, 3)`` (OpenCV's order);
+* a *face* is a grayscale ``uint8`` array of shape ``(48, 48)``;
+* a batch of faces is ``uint8`` ``(N, 48, 48)``; models add the channel axis
+  themselves and rescale inside the graph, so they take raw pixels.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+#: FER2013's class names in label order (emotion 0..6 of ``fer2013.csv``).
+FER2013_CLASSES: tuple[str, ...] = (
+    "angry",
+    "disgust",
+    "fear",
+    "happy",
+    "sad",
+    "surprise",
+    "neutral",
+)
+
+#: Side of the square grayscale face every model sees.
+IMAGE_SIZE = 48
+INPUT_SHAPE: tuple[int, int, int] = (IMAGE_SIZE, IMAGE_SIZE, 1)
+NUM_PIXELS = IMAGE_SIZE * IMAGE_SIZE
+
+#: Split names a dataset may carry.
+SPLITS: tuple[str, ...] = ("train", "val", "test")
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+MODELS_DIR = PROJECT_ROOT / "models"
+DEFAULT_MODEL_DIR = MODELS_DIR / "default"
+
+
+def data_dir() -> Path:
+    """Root under which the app looks for datasets (``FERLAB_DATA_DIR``, default ``data/``)."""
+    return Path(os.environ.get("FERLAB_DATA_DIR", PROJECT_ROOT / "data"))
+
+
+def runs_dir() -> Path:
+    """Where training runs are written (``FERLAB_RUNS_DIR``, default ``runs/``)."""
+    return Path(os.environ.get("FERLAB_RUNS_DIR", PROJECT_ROOT / "runs"))
+
+
+def cache_dir() -> Path:
+    """On-disk cache of parsed datasets (``FERLAB_CACHE_DIR``, default ``~/.cache/ferlab``)."""
+    default = Path.home() / ".cache" / "ferlab"
+    return Path(os.environ.get("FERLAB_CACHE_DIR", default))

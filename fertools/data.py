@@ -1,0 +1,657 @@
+"""Loading FER datasets from every format FER Lab knows, fast and without losing rows silently.
+
+:func:`load` takes a source and returns a :class:`Dataset`:
+
+* ``fer2013.csv`` (``emotion,pixels,Usage``) and Kaggle's ``train.csv`` (``emotion,pixels``);
+* the wide CSV (``label,p0,...,p2303`` with string labels, header row optional);
+* image folders ``root/<split>/<class>/*`` or ``root/<class>/*``, and a ``.zip`` of them;
+* ``.npz`` files written by :func:`save_npz`;
+* ``"builtin"``: the synthetic faces of :mod:`fertools.synthetic`.
+
+Bad rows and unreadable files are skipped and listed in ``Dataset.rejected``
+with their reason; a file that is no dataset at all raises :class:`DatasetError`.
+
+Parsing the 300 MB ``fer2013.csv`` row by row in Python takes many seconds, so
+pixel fields are parsed by a vectorised numpy kernel (:func:`_parse_tokens`)
+over chunks of rows, and the result is cached on disk keyed by the file's
+path, size and modification time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import warnings
+import zipfile
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from fertools.constants import FER2013_CLASSES, IMAGE_SIZE, NUM_PIXELS, cache_dir
+from fertools.preprocess import decode_image, to_face
+
+#: Bumped whenever parsing changes, so stale cache entries are ignored.
+_CACHE_VERSION = "1"
+_USAGE_TO_SPLIT = {b"training": "train", b"publictest": "val", b"privatetest": "test"}
+_SPLIT_DIRS = {"train": "train", "training": "train", "test": "test", "validation": "val", "val": "val"}
+_IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".pgm", ".ppm", ".gif"}
+_ROWS_PER_CHUNK = 512
+
+FORMATS_HELP = (
+    "fer2013.csv (emotion,pixels[,Usage]), a wide CSV (label,p0..p2303), "
+    "an image folder (<split>/<class>/* or <class>/*), a .zip of such folders, "
+    "an .npz written by FER Lab, or 'builtin'"
+)
+
+ProgressFn = Callable[[float, str], None]
+
+
+class DatasetError(ValueError):
+    """A source that cannot be read as a dataset; the message is one sentence for the user."""
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """One skipped row or file: where it was and why."""
+
+    where: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Faces with labels and splits.
+
+    ``images`` is ``uint8`` (N, 48, 48); ``labels`` is ``int64`` (N,) indexing
+    ``classes``; ``split`` is a string array (N,) of ``train``, ``val`` or ``test``.
+    """
+
+    images: np.ndarray
+    labels: np.ndarray
+    split: np.ndarray
+    classes: tuple[str, ...]
+    rejected: tuple[Rejection, ...] = ()
+    source: str = ""
+    synthetic: bool = False
+    notes: tuple[str, ...] = field(default=())
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    @property
+    def splits(self) -> list[str]:
+        """Split names present, in train, val, test order."""
+        present = set(np.unique(self.split).tolist())
+        return [name for name in ("train", "val", "test") if name in present]
+
+    def subset(self, split: str | Sequence[str]) -> Dataset:
+        """Only the rows of one split (or several)."""
+        names = [split] if isinstance(split, str) else list(split)
+        return self.select(np.isin(self.split, names))
+
+    def select(self, mask_or_index: np.ndarray) -> Dataset:
+        """Rows chosen by a boolean mask or an index array."""
+        return replace(
+            self,
+            images=self.images[mask_or_index],
+            labels=self.labels[mask_or_index],
+            split=self.split[mask_or_index],
+        )
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        """``{split: {class: count}}`` with every class present (zeros included)."""
+        table: dict[str, dict[str, int]] = {}
+        for name in self.splits:
+            labels = self.labels[self.split == name]
+            per_class = np.bincount(labels, minlength=len(self.classes))
+            table[name] = {cls: int(n) for cls, n in zip(self.classes, per_class)}
+        return table
+
+    def rejected_counts(self) -> dict[str, int]:
+        """How many rows or files were skipped, per reason."""
+        return dict(Counter(item.reason for item in self.rejected).most_common())
+
+    def with_validation(self, fraction: float = 0.1, seed: int = 0) -> Dataset:
+        """Carve a stratified, seeded validation split out of ``train`` if there is none."""
+        if "val" in self.splits or fraction <= 0:
+            return self
+        split = self.split.copy()
+        train_rows = np.flatnonzero(split == "train")
+        val_rows = stratified_sample(self.labels[train_rows], fraction, seed)
+        split[train_rows[val_rows]] = "val"
+        note = f"validation: stratified {fraction:.0%} of train, seed {seed}"
+        return replace(self, split=split, notes=(*self.notes, note))
+
+    def describe(self) -> str:
+        """One line: size, splits and classes."""
+        sizes = ", ".join(f"{name} {int((self.split == name).sum())}" for name in self.splits)
+        kind = " (synthetic)" if self.synthetic else ""
+        return f"{len(self)} faces{kind}: {sizes}; {len(self.classes)} classes"
+
+
+def stratified_sample(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """Indices of a seeded sample of ``fraction`` of each class (at least one per class of 2+)."""
+    rng = np.random.default_rng(seed)
+    chosen = []
+    for label in np.unique(labels):
+        rows = np.flatnonzero(labels == label)
+        take = int(round(len(rows) * fraction))
+        if take == 0 and len(rows) > 1:
+            take = 1
+        chosen.append(rng.permutation(rows)[:take])
+    return np.sort(np.concatenate(chosen)) if chosen else np.zeros(0, dtype=np.int64)
+
+
+# --- entry point ------------------------------------------------------------------
+
+
+def load(
+    source: str | os.PathLike | bytes,
+    *,
+    name: str | None = None,
+    use_cache: bool = True,
+    progress: ProgressFn | None = None,
+) -> Dataset:
+    """Load a dataset from a path, ``"builtin"``, or the bytes of an uploaded file.
+
+    ``name`` is the upload's file name (its suffix tells CSV from zip). Raises
+    :class:`DatasetError` with a one-sentence message if the source is missing or
+    is no dataset.
+    """
+    if isinstance(source, bytes):
+        return _load_bytes(source, name or "upload", progress)
+    if str(source) == "builtin":
+        return load_builtin()
+    path = Path(source).expanduser()
+    if not path.exists():
+        raise DatasetError(f"{path} does not exist; expected {FORMATS_HELP}.")
+    if path.is_dir():
+        return load_folder(path, progress=progress)
+    suffix = path.suffix.lower()
+    if suffix == ".zip":
+        with zipfile.ZipFile(path) as archive:
+            return load_zip(archive, str(path), progress)
+    if suffix == ".npz":
+        return load_npz(path)
+    if use_cache:
+        return _cached(path, lambda: load_csv_bytes(path.read_bytes(), str(path), progress))
+    return load_csv_bytes(path.read_bytes(), str(path), progress)
+
+
+def _load_bytes(data: bytes, name: str, progress: ProgressFn | None) -> Dataset:
+    suffix = Path(name).suffix.lower()
+    if suffix == ".zip" or data[:4] == b"PK\x03\x04":
+        try:
+            archive = zipfile.ZipFile(io.BytesIO(data))
+        except zipfile.BadZipFile:
+            raise DatasetError(f"{name} is not a readable zip file.") from None
+        with archive:
+            return load_zip(archive, name, progress)
+    if suffix == ".npz":
+        return load_npz(io.BytesIO(data), name)
+    return load_csv_bytes(data, name, progress)
+
+
+# --- built-in synthetic set --------------------------------------------------------
+
+
+def load_builtin(n_per_class: int = 600, seed: int = 0) -> Dataset:
+    """The built-in synthetic dataset: train / val / test of 80 / 10 / 10 %, stratified."""
+    from fertools import synthetic
+
+    images, labels = synthetic.generate(n_per_class=n_per_class, seed=seed)
+    split = np.full(len(labels), "train", dtype="<U5")
+    held_out = stratified_sample(labels, 0.2, seed)
+    split[held_out] = "val"
+    split[held_out[::2]] = "test"
+    return Dataset(
+        images=images,
+        labels=labels.astype(np.int64),
+        split=split,
+        classes=FER2013_CLASSES,
+        source="builtin",
+        synthetic=True,
+        notes=(synthetic.SYNTHETIC_NOTE,),
+    )
+
+
+# --- CSV -----------------------------------------------------------------------------
+
+
+def load_csv_bytes(data: bytes, name: str, progress: ProgressFn | None = None) -> Dataset:
+    """Parse a FER2013-style or wide CSV held in memory."""
+    lines = _line_spans(data)
+    if not lines:
+        raise DatasetError(f"{name} is empty; expected {FORMATS_HELP}.")
+    first = data[lines[0][0] : lines[0][1]]
+    header = _header_columns(first)
+    if header is not None:
+        lines = lines[1:]
+    sample = data[lines[0][0] : lines[0][1]] if lines else first
+    layout = _detect_layout(header, sample, name)
+    if layout == "fer2013":
+        return _load_fer2013(data, lines, name, header is not None, progress)
+    return _load_wide(data, lines, name, header is not None, progress)
+
+
+def _line_spans(data: bytes) -> list[tuple[int, int]]:
+    """(start, end) of each non-empty line, without the line break."""
+    spans = []
+    start, size = 0, len(data)
+    while start < size:
+        end = data.find(b"\n", start)
+        if end < 0:
+            end = size
+        stop = end - 1 if end > start and data[end - 1] == 13 else end  # strip \r
+        if stop > start:
+            spans.append((start, stop))
+        start = end + 1
+    return spans
+
+
+_HEADER_FIRST_FIELDS = (b"emotion", b"label", b"labels", b"class", b"emotions")
+
+
+def _header_columns(line: bytes) -> list[str] | None:
+    """Column names if ``line`` is a header row, else None.
+
+    A wide CSV's data rows also start with a word (``angry``), so a header is
+    recognised by its first column's name or a ``pixels`` column.
+    """
+    columns = [part.strip().strip(b'"').lower() for part in line.split(b",")]
+    if columns[0] in _HEADER_FIRST_FIELDS or b"pixels" in columns:
+        return [column.decode("ascii", "replace") for column in columns]
+    return None
+
+
+def _detect_layout(header: list[str] | None, sample: bytes, name: str) -> str:
+    if header is not None and "pixels" in header:
+        return "fer2013"
+    commas = sample.count(b",")
+    if commas >= NUM_PIXELS // 2:
+        return "wide"
+    if 1 <= commas <= 2 and sample.count(b" ") >= NUM_PIXELS // 2:
+        return "fer2013"
+    raise DatasetError(f"{name} is not a FER dataset; expected {FORMATS_HELP}.")
+
+
+def _load_fer2013(
+    data: bytes,
+    lines: list[tuple[int, int]],
+    name: str,
+    has_header: bool,
+    progress: ProgressFn | None,
+) -> Dataset:
+    line_offset = 2 if has_header else 1
+    labels: list[int] = []
+    splits: list[str] = []
+    fields: list[tuple[int, int]] = []
+    rows: list[int] = []
+    rejected: list[Rejection] = []
+    for number, (start, end) in enumerate(lines):
+        where = f"line {number + line_offset}"
+        first = data.find(b",", start, end)
+        last = data.rfind(b",", start, end)
+        if first < 0:
+            rejected.append(Rejection(where, "missing pixel column"))
+            continue
+        emotion = data[start:first].strip().strip(b'"')
+        if last == first:  # Kaggle's train.csv: no Usage column
+            split, last = "train", end
+        else:
+            usage = data[last + 1 : end].strip().strip(b'"').lower()
+            split = _USAGE_TO_SPLIT.get(usage, "")
+            if not split:
+                rejected.append(Rejection(where, "unknown Usage value"))
+                continue
+        if not emotion.isdigit() or int(emotion) >= len(FER2013_CLASSES):
+            rejected.append(Rejection(where, "unknown label"))
+            continue
+        labels.append(int(emotion))
+        splits.append(split)
+        fields.append((first + 1, last))
+        rows.append(number + line_offset)
+    images, keep, pixel_rejects = _parse_pixel_fields(data, fields, rows, b" ", progress)
+    rejected.extend(pixel_rejects)
+    rejected.sort(key=lambda item: int(item.where.split()[-1]))
+    return Dataset(
+        images=images,
+        labels=np.asarray(labels, dtype=np.int64)[keep],
+        split=np.asarray(splits, dtype="<U5")[keep],
+        classes=FER2013_CLASSES,
+        rejected=tuple(rejected),
+        source=name,
+    )
+
+
+def _load_wide(
+    data: bytes,
+    lines: list[tuple[int, int]],
+    name: str,
+    has_header: bool,
+    progress: ProgressFn | None,
+) -> Dataset:
+    line_offset = 2 if has_header else 1
+    lookup = {cls: index for index, cls in enumerate(FER2013_CLASSES)}
+    labels: list[int] = []
+    fields: list[tuple[int, int]] = []
+    rows: list[int] = []
+    rejected: list[Rejection] = []
+    for number, (start, end) in enumerate(lines):
+        where = f"line {number + line_offset}"
+        comma = data.find(b",", start, end)
+        label = data[start:comma].strip().strip(b'"').decode("utf-8", "replace").lower()
+        index = lookup.get(label)
+        if index is None and label.isdigit() and int(label) < len(FER2013_CLASSES):
+            index = int(label)
+        if comma < 0 or index is None:
+            rejected.append(Rejection(where, "unknown label"))
+            continue
+        labels.append(index)
+        fields.append((comma + 1, end))
+        rows.append(number + line_offset)
+    images, keep, pixel_rejects = _parse_pixel_fields(data, fields, rows, b",", progress)
+    rejected.extend(pixel_rejects)
+    rejected.sort(key=lambda item: int(item.where.split()[-1]))
+    return Dataset(
+        images=images,
+        labels=np.asarray(labels, dtype=np.int64)[keep],
+        split=np.full(int(keep.sum()), "train", dtype="<U5"),
+        classes=FER2013_CLASSES,
+        rejected=tuple(rejected),
+        source=name,
+    )
+
+
+def _parse_pixel_fields(
+    data: bytes,
+    fields: list[tuple[int, int]],
+    rows: list[int],
+    sep: bytes,
+    progress: ProgressFn | None,
+) -> tuple[np.ndarray, np.ndarray, list[Rejection]]:
+    """Parse each (start, end) pixel field of ``data`` into a 48x48 face.
+
+    Returns the faces of the good rows, a boolean mask over ``fields`` of the
+    rows kept, and the rejections. Rows go through the fast kernel a chunk at
+    a time; a chunk whose token count does not add up is re-parsed row by row,
+    which also finds each bad row's reason.
+    """
+    count = len(fields)
+    pixels = np.zeros((count, NUM_PIXELS), dtype=np.uint8)
+    keep = np.ones(count, dtype=bool)
+    rejected: list[Rejection] = []
+    chunks = [range(lo, min(lo + _ROWS_PER_CHUNK, count)) for lo in range(0, count, _ROWS_PER_CHUNK)]
+
+    def parse_chunk(chunk: range) -> list[Rejection]:
+        joined = sep.join([data[start:end] for start, end in (fields[i] for i in chunk)])
+        values = _parse_tokens(joined, sep)
+        if values.size == NUM_PIXELS * len(chunk):
+            block = values.reshape(len(chunk), NUM_PIXELS)
+            too_big = (block.max(axis=1) > 255) | (block.min(axis=1) < 0)
+            pixels[chunk.start : chunk.stop] = block
+            return [_reject(chunk.start + int(i)) for i in np.flatnonzero(too_big)]
+        problems = []
+        for i in chunk:
+            start, end = fields[i]
+            row, reason = _parse_row_slowly(data[start:end], sep)
+            if row is None:
+                problems.append(_reject(i, reason))
+            else:
+                pixels[i] = row
+        return problems
+
+    def _reject(i: int, reason: str = "pixel value outside 0..255") -> Rejection:
+        keep[i] = False
+        return Rejection(f"line {rows[i]}", reason)
+
+    # One thread: np.fromstring holds the GIL, so threads would only contend.
+    for done, chunk in enumerate(chunks, start=1):
+        rejected.extend(parse_chunk(chunk))
+        if progress is not None:
+            progress(done / len(chunks), f"parsed {chunk.stop} of {count} rows")
+    images = pixels[keep].reshape(-1, IMAGE_SIZE, IMAGE_SIZE)
+    return images, keep, rejected
+
+
+def _parse_tokens(text: bytes, sep: bytes) -> np.ndarray | None:
+    """Decimal tokens of ``text`` separated by ``sep`` as ``int16``, or None if any is not an integer.
+
+    ``np.fromstring`` parses in C and stops at the first token it cannot read;
+    a short result tells the caller to parse row by row and find out why.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        values = np.fromstring(text, dtype=np.int16, sep=sep.decode())
+    return values
+
+
+def _parse_row_slowly(field: bytes, sep: bytes) -> tuple[np.ndarray | None, str]:
+    tokens = field.replace(b'"', b"").strip().split(sep if sep != b" " else None)
+    if len(tokens) != NUM_PIXELS:
+        return None, f"wrong pixel count (expected {NUM_PIXELS})"
+    try:
+        values = np.array([int(token) for token in tokens], dtype=np.int64)
+    except ValueError:
+        try:
+            values = np.array([float(token) for token in tokens])
+        except ValueError:
+            return None, "non-numeric pixel value"
+        if not np.isfinite(values).all():
+            return None, "non-numeric pixel value"
+    if values.min() < 0 or values.max() > 255:
+        return None, "pixel value outside 0..255"
+    return values.astype(np.uint8), ""
+
+
+# --- image folders and zips -------------------------------------------------------------
+
+
+def _match_class(name: str) -> str:
+    return name.strip().lower()
+
+
+def _layout_entries(
+    paths: Iterable[tuple[Sequence[str], object]], source: str
+) -> tuple[list[tuple[str, str, object]], list[Rejection]]:
+    """Map (relative parts, handle) of image files to (split, class, handle).
+
+    Accepts ``<split>/<class>/file`` and ``<class>/file``, below any number of
+    leading folders that are the same for every file (a zip's top folder).
+    """
+    entries = [(tuple(parts), handle) for parts, handle in paths]
+    rejected: list[Rejection] = []
+    if not entries:
+        raise DatasetError(f"{source} holds no image files; expected {FORMATS_HELP}.")
+    # Drop leading folders shared by every file, keeping at least <class>/file.
+    while True:
+        heads = {parts[0] for parts, _ in entries if len(parts) > 2}
+        if len(heads) != 1 or any(len(parts) <= 2 for parts, _ in entries):
+            break
+        head = heads.pop()
+        if head.lower() in _SPLIT_DIRS:
+            break
+        entries = [(parts[1:], handle) for parts, handle in entries]
+    result = []
+    for parts, handle in entries:
+        if len(parts) >= 3 and parts[-3].lower() in _SPLIT_DIRS:
+            result.append((_SPLIT_DIRS[parts[-3].lower()], _match_class(parts[-2]), handle))
+        elif len(parts) >= 2:
+            result.append(("train", _match_class(parts[-2]), handle))
+        else:
+            rejected.append(Rejection("/".join(parts), "image outside a class folder"))
+    return result, rejected
+
+
+def _class_order(names: Iterable[str]) -> tuple[str, ...]:
+    """FER2013 order for FER2013 class names, then any others alphabetically."""
+    present = set(names)
+    known = [cls for cls in FER2013_CLASSES if cls in present]
+    return tuple(known + sorted(present - set(known)))
+
+
+def _decode_all(
+    entries: list[tuple[str, str, object]],
+    read: Callable[[object], bytes],
+    describe: Callable[[object], str],
+    source: str,
+    progress: ProgressFn | None,
+    rejected: list[Rejection],
+) -> Dataset:
+    classes = _class_order(cls for _, cls, _ in entries)
+    index = {cls: i for i, cls in enumerate(classes)}
+    images = np.zeros((len(entries), IMAGE_SIZE, IMAGE_SIZE), dtype=np.uint8)
+    ok = np.zeros(len(entries), dtype=bool)
+
+    def decode(i: int) -> None:
+        try:
+            image = decode_image(read(entries[i][2]))
+        except OSError:
+            image = None
+        if image is not None and image.size:
+            images[i] = to_face(image)
+            ok[i] = True
+
+    batch = 2048
+    with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 1) * 2)) as pool:
+        for lo in range(0, len(entries), batch):
+            list(pool.map(decode, range(lo, min(lo + batch, len(entries)))))
+            if progress is not None:
+                done = min(lo + batch, len(entries))
+                progress(done / len(entries), f"decoded {done} of {len(entries)} images")
+    for i in np.flatnonzero(~ok):
+        rejected.append(Rejection(describe(entries[i][2]), "unreadable image"))
+    labels = np.array([index[cls] for _, cls, _ in entries], dtype=np.int64)
+    split = np.array([s for s, _, _ in entries], dtype="<U5")
+    return Dataset(
+        images=images[ok],
+        labels=labels[ok],
+        split=split[ok],
+        classes=classes,
+        rejected=tuple(rejected),
+        source=source,
+    )
+
+
+def load_folder(root: Path, progress: ProgressFn | None = None) -> Dataset:
+    """Image folders ``root/<split>/<class>/*`` or ``root/<class>/*``."""
+    files = sorted(
+        p for p in root.rglob("*") if p.is_file() and not any(part.startswith(".") for part in p.parts)
+    )
+    images = [p for p in files if p.suffix.lower() in _IMAGE_SUFFIXES]
+    if not images:
+        csvs = [p for p in files if p.suffix.lower() == ".csv"]
+        if len(csvs) == 1:
+            return load(csvs[0], progress=progress)
+    entries, rejected = _layout_entries(((p.relative_to(root).parts, p) for p in images), str(root))
+    return _decode_all(entries, Path.read_bytes, str, str(root), progress, rejected)
+
+
+def load_zip(archive: zipfile.ZipFile, source: str, progress: ProgressFn | None = None) -> Dataset:
+    """A zip of image folders (what a browser upload sends), or of one CSV."""
+    members = [
+        info
+        for info in archive.infolist()
+        if not info.is_dir() and not any(p.startswith((".", "__MACOSX")) for p in info.filename.split("/"))
+    ]
+    images = [m for m in members if Path(m.filename).suffix.lower() in _IMAGE_SUFFIXES]
+    if not images:
+        csvs = [m for m in members if m.filename.lower().endswith(".csv")]
+        if len(csvs) == 1:
+            return load_csv_bytes(archive.read(csvs[0]), f"{source}:{csvs[0].filename}", progress)
+        raise DatasetError(f"{source} holds no images or CSV; expected {FORMATS_HELP}.")
+    entries, rejected = _layout_entries(((m.filename.split("/"), m) for m in images), source)
+    return _decode_all(entries, archive.read, lambda m: m.filename, source, progress, rejected)
+
+
+# --- npz, export and the cache ---------------------------------------------------------------
+
+
+def save_npz(dataset: Dataset, path: str | os.PathLike | io.BytesIO) -> None:
+    """Write the dataset (images, labels, split, classes, rejections) to an ``.npz``."""
+    np.savez(
+        path,
+        images=dataset.images,
+        labels=dataset.labels,
+        split=dataset.split,
+        classes=np.array(dataset.classes),
+        meta=np.array(
+            json.dumps(
+                {
+                    "source": dataset.source,
+                    "synthetic": dataset.synthetic,
+                    "notes": list(dataset.notes),
+                    "rejected": [[r.where, r.reason] for r in dataset.rejected],
+                }
+            )
+        ),
+    )
+
+
+def load_npz(path: str | os.PathLike | io.BytesIO, name: str | None = None) -> Dataset:
+    """Read an ``.npz`` written by :func:`save_npz` (or with at least images and labels)."""
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            images = npz["images"]
+            labels = npz["labels"].astype(np.int64)
+            split = npz["split"].astype("<U5") if "split" in npz else np.full(len(labels), "train", "<U5")
+            classes = tuple(npz["classes"].tolist()) if "classes" in npz else FER2013_CLASSES
+            meta = json.loads(str(npz["meta"])) if "meta" in npz else {}
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as error:
+        raise DatasetError(f"{name or path} is not a FER Lab .npz ({error}).") from None
+    if images.ndim != 3 or images.shape[1:] != (IMAGE_SIZE, IMAGE_SIZE) or images.dtype != np.uint8:
+        raise DatasetError(f"{name or path} does not hold uint8 48x48 images.")
+    return Dataset(
+        images=images,
+        labels=labels,
+        split=split,
+        classes=classes,
+        rejected=tuple(Rejection(w, r) for w, r in meta.get("rejected", [])),
+        source=meta.get("source", str(name or path)),
+        synthetic=bool(meta.get("synthetic", False)),
+        notes=tuple(meta.get("notes", [])),
+    )
+
+
+def to_fer2013_csv(dataset: Dataset) -> bytes:
+    """The dataset as FER2013-style CSV bytes (``emotion,pixels,Usage``).
+
+    Labels are written as FER2013 indices when the classes are FER2013's;
+    otherwise the CSV holds this dataset's own label indices.
+    """
+    usage = {"train": "Training", "val": "PublicTest", "test": "PrivateTest"}
+    index = {cls: i for i, cls in enumerate(FER2013_CLASSES)}
+    fer_labels = [index.get(cls, i) for i, cls in enumerate(dataset.classes)]
+    flat = dataset.images.reshape(len(dataset), -1)
+    lines = ["emotion,pixels,Usage"]
+    for label, row, split in zip(dataset.labels, flat, dataset.split):
+        lines.append(f"{fer_labels[label]},{' '.join(map(str, row.tolist()))},{usage[str(split)]}")
+    return ("\n".join(lines) + "\n").encode("ascii")
+
+
+def _cached(path: Path, parse: Callable[[], Dataset]) -> Dataset:
+    stat = path.stat()
+    key = hashlib.sha1(
+        f"{_CACHE_VERSION}|{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()
+    ).hexdigest()[:20]
+    cache_file = cache_dir() / f"{key}.npz"
+    if cache_file.exists():
+        try:
+            return load_npz(cache_file)
+        except DatasetError:
+            cache_file.unlink(missing_ok=True)
+    dataset = parse()
+    try:
+        cache_file.parent.mkdir(parents=True, exist_ok=True)
+        partial = cache_file.with_suffix(".partial.npz")
+        save_npz(dataset, partial)
+        os.replace(partial, cache_file)
+    except OSError:
+        pass  # a read-only cache only costs speed
+    return dataset

@@ -1,0 +1,118 @@
+"""A saved model is a folder: ``model.keras`` plus ``card.json``.
+
+The card carries everything a user of the model needs and must never guess:
+class names in index order, input shape, preprocessing, and where the model
+came from (architecture, training config, metrics, dataset and split).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import keras
+
+MODEL_FILE = "model.keras"
+CARD_FILE = "card.json"
+
+#: How a face becomes a model input; the same text goes on every card.
+PREPROCESSING = {
+    "face_crop": "detector box grown by 10% on each side (Haar cascade for photos and webcam)",
+    "color": "grayscale",
+    "size": "48x48, cv2.INTER_AREA when shrinking",
+    "pixels": "raw uint8 0..255; the model rescales inside its graph",
+    "code": "fertools.preprocess.crop_face / to_face",
+}
+
+
+class ModelLoadError(RuntimeError):
+    """A model folder that cannot be loaded; the message is one sentence for the user."""
+
+
+@dataclass
+class ModelCard:
+    """Metadata that travels with a saved model (``card.json``)."""
+
+    name: str
+    architecture: str
+    classes: list[str]
+    input_shape: list[int]
+    parameters: int = 0
+    preprocessing: dict = field(default_factory=lambda: dict(PREPROCESSING))
+    training: dict = field(default_factory=dict)
+    metrics: dict = field(default_factory=dict)
+    dataset: dict = field(default_factory=dict)
+    created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    notes: list[str] = field(default_factory=list)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=False)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> ModelCard:
+        known = set(cls.__dataclass_fields__)
+        return cls(**{k: v for k, v in values.items() if k in known})
+
+    @property
+    def accuracy(self) -> float | None:
+        """Validation accuracy recorded on the card, if any."""
+        value = self.metrics.get("accuracy")
+        return float(value) if value is not None else None
+
+
+def hardware_description() -> str:
+    """CPU model and core count, plus GPUs if TensorFlow sees any."""
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as info:
+            names = [line.split(":", 1)[1].strip() for line in info if line.startswith("model name")]
+        cpu = names[0] if names else cpu
+    except OSError:
+        pass
+    text = f"{cpu}, {os.cpu_count()} cores"
+    if gpus:
+        text += f", {len(gpus)} GPU(s)"
+    return text
+
+
+def save_model_dir(model: keras.Model, card: ModelCard, path: str | os.PathLike) -> Path:
+    """Write ``model.keras`` and ``card.json`` into the folder ``path``."""
+    folder = Path(path)
+    folder.mkdir(parents=True, exist_ok=True)
+    card.parameters = card.parameters or int(model.count_params())
+    model.save(folder / MODEL_FILE)
+    (folder / CARD_FILE).write_text(card.to_json() + "\n")
+    return folder
+
+
+def read_card(path: str | os.PathLike) -> ModelCard:
+    """The card of a model folder, without loading the model."""
+    card_path = Path(path) / CARD_FILE
+    try:
+        return ModelCard.from_dict(json.loads(card_path.read_text()))
+    except FileNotFoundError:
+        raise ModelLoadError(f"{path} is not a model folder (no {CARD_FILE}).") from None
+    except (json.JSONDecodeError, TypeError) as error:
+        raise ModelLoadError(f"{card_path} is not a valid model card ({error}).") from None
+
+
+def load_model_dir(path: str | os.PathLike) -> tuple[keras.Model, ModelCard]:
+    """Load a model folder with ``safe_mode=True``; :class:`ModelLoadError` if it cannot be."""
+    import fertools.augment  # noqa: F401  (registers custom layers a model may hold)
+
+    card = read_card(path)
+    model_path = Path(path) / MODEL_FILE
+    if not model_path.exists():
+        raise ModelLoadError(f"{path} has a card but no {MODEL_FILE}.")
+    try:
+        model = keras.models.load_model(model_path, compile=False, safe_mode=True)
+    except (ValueError, OSError, TypeError) as error:
+        raise ModelLoadError(f"{model_path} could not be loaded ({error}).") from None
+    return model, card

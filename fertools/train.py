@@ -1,0 +1,548 @@
+"""Training: one config dataclass, one function, one run folder.
+
+:func:`train` reads top to bottom like a recipe: split, build the model from
+the registry, compile, fit with the callbacks that make a run resumable and
+observable, evaluate the best epoch, and save everything a user needs into the
+run folder::
+
+    run_dir/
+      config.json        the TrainConfig
+      status.json        state (running, finished, failed, cancelled), reason, timings
+      history.csv        one row per finished epoch, appended as training goes
+      progress.json      batch-level progress, rewritten about twice a second
+      checkpoint/        BackupAndRestore state: a rerun resumes from the last epoch
+      model/             the best epoch as a model folder (model.keras + card.json)
+      metrics.json       validation accuracy, per-class report, confusion matrix
+      val_predictions.npz  validation faces, labels and probabilities (for galleries)
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from fertools import models
+from fertools.augment import AugmentConfig, build_augmenter
+from fertools.data import Dataset
+from fertools.evaluate import evaluate
+from fertools.modelcard import ModelCard, hardware_description, save_model_dir
+
+OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
+SCHEDULES = ("constant", "cosine", "plateau")
+CLASS_WEIGHTS = ("none", "balanced", "sqrt")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that defines a training run."""
+
+    architecture: str = "default"
+    epochs: int = 30
+    batch_size: int = 64
+    learning_rate: float = 1e-3
+    optimizer: str = "adam"
+    #: SGD momentum (Nesterov); also RMSprop's momentum.
+    momentum: float = 0.9
+    #: Decoupled weight decay for adamw and sgd; 0 turns it off.
+    weight_decay: float = 0.0
+    schedule: str = "constant"
+    #: Epochs of linear warm-up for the cosine schedule.
+    warmup_epochs: int = 0
+    label_smoothing: float = 0.0
+    #: "balanced" weighs classes by n / (k * n_c), "sqrt" by its square root (gentler).
+    class_weights: str = "none"
+    augment: AugmentConfig | None = field(default_factory=AugmentConfig)
+    #: Mixup's Beta(alpha, alpha); 0 turns mixup off.
+    mixup: float = 0.0
+    val_fraction: float = 0.1
+    seed: int = 0
+    #: Patience in epochs on validation accuracy; 0 turns early stopping off.
+    early_stopping: int = 0
+    #: "auto" uses mixed float16 on a GPU and float32 on a CPU.
+    mixed_precision: str = "auto"
+    #: Extra keyword arguments for the architecture's builder.
+    model_kwargs: dict = field(default_factory=dict)
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` with one sentence for a setting that cannot work."""
+        if self.architecture not in models.list_models():
+            raise ValueError(f"unknown architecture {self.architecture!r}; choose one of {models.list_models()}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, not {self.optimizer!r}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {SCHEDULES}, not {self.schedule!r}")
+        if self.class_weights not in CLASS_WEIGHTS:
+            raise ValueError(f"class_weights must be one of {CLASS_WEIGHTS}, not {self.class_weights!r}")
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ValueError("epochs and batch size must be at least 1")
+        if not 0 < self.learning_rate < 10:
+            raise ValueError(f"learning rate {self.learning_rate} is out of range (0, 10)")
+        if not 0 <= self.val_fraction < 1:
+            raise ValueError("the validation fraction must be in [0, 1)")
+        if not 0 <= self.label_smoothing < 1:
+            raise ValueError("label smoothing must be in [0, 1)")
+
+    def to_dict(self) -> dict:
+        values = asdict(self)
+        values["augment"] = self.augment.to_dict() if self.augment else None
+        return values
+
+    @classmethod
+    def from_dict(cls, values: dict) -> TrainConfig:
+        known = {k: v for k, v in values.items() if k in cls.__dataclass_fields__}
+        if known.get("augment") is not None and not isinstance(known["augment"], AugmentConfig):
+            known["augment"] = AugmentConfig.from_dict(known["augment"])
+        return cls(**known)
+
+
+#: Named configurations; ``default`` reproduces the shipped model.
+PRESETS: dict[str, TrainConfig] = {
+    "default": TrainConfig(
+        architecture="default",
+        epochs=40,
+        batch_size=64,
+        learning_rate=0.01,
+        optimizer="sgd",
+        momentum=0.9,
+        weight_decay=5e-4,
+        schedule="cosine",
+        warmup_epochs=2,
+        label_smoothing=0.1,
+        class_weights="sqrt",
+        augment=AugmentConfig(rotation=10, zoom=0.1, width_shift=0.1, height_shift=0.1,
+                              horizontal_flip=True, brightness=0.2, contrast=0.2, erasing=0.25),
+        val_fraction=0.1,
+        seed=0,
+    ),
+    "quick": TrainConfig(architecture="default", epochs=3, batch_size=64, augment=None),
+    "internship": TrainConfig(architecture="internship_cnn", epochs=100, batch_size=64, optimizer="adam"),
+}
+
+
+@dataclass(frozen=True)
+class Progress:
+    """What the progress callback reports, at batch ends and epoch ends."""
+
+    epoch: int  # 1-based epoch in progress (or just finished)
+    epochs: int
+    batch: int  # batches done in this epoch
+    batches: int
+    elapsed: float  # seconds since this training session started
+    eta: float | None  # seconds to the end, estimated
+    images_per_second: float | None
+    logs: dict
+    epoch_end: bool = False
+
+    @property
+    def fraction(self) -> float:
+        done = (self.epoch - 1) + (self.batch / self.batches if self.batches else 0)
+        return min(1.0, done / self.epochs)
+
+
+ProgressFn = Callable[[Progress], None]
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    run_dir: Path
+    status: str  # finished, failed or cancelled
+    reason: str
+    metrics: dict
+    epochs_done: int
+
+
+# --- helpers ------------------------------------------------------------------------------
+
+
+def class_weight_vector(labels: np.ndarray, num_classes: int, mode: str) -> np.ndarray:
+    """Per-class loss weights (mean 1 over samples) for ``mode`` none, balanced or sqrt."""
+    counts = np.bincount(labels, minlength=num_classes).astype("float64")
+    if mode == "none":
+        return np.ones(num_classes, dtype="float32")
+    weights = np.where(counts > 0, len(labels) / (num_classes * np.maximum(counts, 1)), 0.0)
+    if mode == "sqrt":
+        weights = np.sqrt(weights)
+    weights /= (weights[labels]).mean()
+    return weights.astype("float32")
+
+
+def make_dataset(
+    faces: np.ndarray,
+    labels: np.ndarray,
+    num_classes: int,
+    batch_size: int,
+    shuffle: bool,
+    seed: int,
+    sample_weights: np.ndarray | None = None,
+    mixup: float = 0.0,
+) -> tf.data.Dataset:
+    """A ``tf.data`` pipeline of (float32 pixels (B,48,48,1), one-hot labels[, weights]).
+
+    Arrays are held in memory once (``cache``), shuffled each epoch with a
+    seed, batched, mixed up when asked, and prefetched so the accelerator is
+    never waiting on the input.
+    """
+    x = faces.reshape(len(faces), faces.shape[1], faces.shape[2], 1)
+    y = keras.utils.to_categorical(labels, num_classes).astype("float32")
+    parts = (x, y) if sample_weights is None else (x, y, sample_weights.astype("float32"))
+    ds = tf.data.Dataset.from_tensor_slices(parts).cache()
+    if shuffle:
+        ds = ds.shuffle(len(faces), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size, drop_remainder=shuffle and len(faces) > batch_size)
+
+    def to_float(*batch):
+        return (tf.cast(batch[0], tf.float32), *batch[1:])
+
+    ds = ds.map(to_float, num_parallel_calls=tf.data.AUTOTUNE)
+    if mixup > 0:
+        ds = ds.map(_mixup_fn(mixup, seed), num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def _mixup_fn(alpha: float, seed: int):
+    generator = tf.random.Generator.from_seed(seed)
+
+    def mix(x, y, *weights):
+        batch = tf.shape(x)[0]
+        seeds = generator.make_seeds(2)
+        a = tf.random.stateless_gamma([batch], seed=seeds[:, 0], alpha=alpha)
+        b = tf.random.stateless_gamma([batch], seed=seeds[:, 1], alpha=alpha)
+        lam = a / (a + b)  # Beta(alpha, alpha)
+        lam = tf.maximum(lam, 1.0 - lam)  # keep the original image dominant
+        order = tf.argsort(generator.uniform([batch]))
+        lx, ly = tf.reshape(lam, [-1, 1, 1, 1]), tf.reshape(lam, [-1, 1])
+        mixed = (x * lx + tf.gather(x, order) * (1 - lx), y * ly + tf.gather(y, order) * (1 - ly))
+        if weights:
+            w = weights[0]
+            mixed += (w * lam + tf.gather(w, order) * (1 - lam),)
+        return mixed
+
+    return mix
+
+
+def make_optimizer(config: TrainConfig, steps_per_epoch: int) -> keras.optimizers.Optimizer:
+    lr: float | keras.optimizers.schedules.LearningRateSchedule = config.learning_rate
+    if config.schedule == "cosine":
+        total = max(1, config.epochs * steps_per_epoch)
+        warmup = min(total - 1, config.warmup_epochs * steps_per_epoch)
+        lr = keras.optimizers.schedules.CosineDecay(
+            initial_learning_rate=config.learning_rate / 10 if warmup else config.learning_rate,
+            decay_steps=total - warmup,
+            alpha=0.01,
+            warmup_target=config.learning_rate if warmup else None,
+            warmup_steps=warmup,
+        )
+    decay = config.weight_decay or None
+    if config.optimizer == "adam":
+        return keras.optimizers.Adam(lr)
+    if config.optimizer == "adamw":
+        return keras.optimizers.AdamW(lr, weight_decay=config.weight_decay or 1e-4)
+    if config.optimizer == "sgd":
+        return keras.optimizers.SGD(lr, momentum=config.momentum, nesterov=True, weight_decay=decay)
+    return keras.optimizers.RMSprop(lr, momentum=config.momentum if config.momentum < 1 else 0.0)
+
+
+def default_strategy() -> tf.distribute.Strategy:
+    """``MirroredStrategy`` over all GPUs when there are several, else the default strategy."""
+    gpus = tf.config.list_logical_devices("GPU")
+    if len(gpus) > 1:
+        return tf.distribute.MirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+class _ProgressCallback(keras.callbacks.Callback):
+    """Turns Keras's batch and epoch events into :class:`Progress` reports and progress.json."""
+
+    def __init__(self, run_dir: Path, epochs: int, batches: int, batch_size: int,
+                 report: ProgressFn | None, should_stop: Callable[[], bool] | None):
+        super().__init__()
+        self.run_dir, self.epochs, self.batches, self.batch_size = run_dir, epochs, batches, batch_size
+        self.report, self.should_stop = report, should_stop
+        self.cancelled = False
+        self._last_write = 0.0
+        self._epoch = 0
+        self._start = time.monotonic()
+        self._epoch_start = self._start
+        self._epochs_timed: list[float] = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch + 1
+        self._epoch_start = time.monotonic()
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.should_stop is not None and self.should_stop():
+            self.cancelled = True
+            self.model.stop_training = True
+        now = time.monotonic()
+        if now - self._last_write >= 0.5 or batch + 1 == self.batches:
+            self._last_write = now
+            self._emit(batch + 1, logs or {}, epoch_end=False)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._epochs_timed.append(time.monotonic() - self._epoch_start)
+        self._emit(self.batches, logs or {}, epoch_end=True)
+
+    def _emit(self, batch: int, logs: dict, epoch_end: bool) -> None:
+        now = time.monotonic()
+        in_epoch = now - self._epoch_start
+        rate = batch * self.batch_size / in_epoch if in_epoch > 0 and batch else None
+        if self._epochs_timed:
+            per_epoch = float(np.median(self._epochs_timed))
+        elif batch:
+            per_epoch = in_epoch / batch * self.batches
+        else:
+            per_epoch = None
+        done = (self._epoch - 1) + batch / max(1, self.batches)
+        eta = per_epoch * (self.epochs - done) if per_epoch is not None else None
+        clean_logs = {k: float(v) for k, v in logs.items() if np.isscalar(v) or getattr(v, "shape", None) == ()}
+        progress = Progress(self._epoch, self.epochs, batch, self.batches, now - self._start, eta, rate,
+                            clean_logs, epoch_end)
+        _write_json(self.run_dir / "progress.json", {**asdict(progress), "fraction": progress.fraction,
+                                                     "time": time.time()})
+        if self.report is not None:
+            self.report(progress)
+
+
+def _write_json(path: Path, values: dict) -> None:
+    """Write JSON atomically, so a reader in another process never sees half a file."""
+    partial = path.with_suffix(path.suffix + ".partial")
+    partial.write_text(json.dumps(values, indent=2, default=_json_default))
+    os.replace(partial, path)
+
+
+def _json_default(value):
+    if isinstance(value, (np.integer, np.floating)):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value)}")
+
+
+def read_history(run_dir: str | os.PathLike) -> list[dict]:
+    """history.csv as a list of dicts of floats (empty if no epoch has finished)."""
+    path = Path(run_dir) / "history.csv"
+    if not path.exists():
+        return []
+    with path.open() as handle:
+        return [{k: float(v) for k, v in row.items() if v not in ("", None)} for row in csv.DictReader(handle)]
+
+
+def write_status(run_dir: Path, state: str, **extra) -> None:
+    path = run_dir / "status.json"
+    current = json.loads(path.read_text()) if path.exists() else {}
+    current.update(extra, state=state, updated=time.time())
+    _write_json(path, current)
+
+
+# --- the recipe -----------------------------------------------------------------------------
+
+
+def train(
+    dataset: Dataset,
+    config: TrainConfig,
+    run_dir: str | os.PathLike,
+    *,
+    progress: ProgressFn | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    callbacks: Sequence[keras.callbacks.Callback] = (),
+    strategy: tf.distribute.Strategy | None = None,
+    command: str = "",
+) -> TrainResult:
+    """Train ``config.architecture`` on ``dataset`` and write the run folder ``run_dir``.
+
+    Rerunning with the same ``run_dir`` after an interruption resumes from the
+    last finished epoch. ``should_stop`` is polled every batch; when it returns
+    True the run stops cleanly and is marked cancelled (its best epoch so far is
+    still saved). A run whose loss becomes NaN is marked failed with the reason.
+    """
+    config.validate()
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    _write_json(run_dir / "config.json", config.to_dict())
+    keras.utils.set_random_seed(config.seed)
+
+    # 1. Data: the train split, and a stratified seeded validation split if the source has none.
+    data = dataset.with_validation(config.val_fraction, config.seed)
+    train_set, val_set = data.subset("train"), data.subset("val")
+    if len(train_set) == 0:
+        raise ValueError("the dataset has no training rows")
+    num_classes = len(data.classes)
+    weights = class_weight_vector(train_set.labels, num_classes, config.class_weights)
+    sample_weights = weights[train_set.labels] if config.class_weights != "none" else None
+
+    # 2. Device set-up: mixed precision on GPU, a distribution strategy over what is there.
+    on_gpu = bool(tf.config.list_physical_devices("GPU"))
+    use_mixed = config.mixed_precision == "on" or (config.mixed_precision == "auto" and on_gpu)
+    previous_policy = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("mixed_float16" if use_mixed else "float32")
+    strategy = strategy or default_strategy()
+    global_batch = config.batch_size
+    steps = max(1, len(train_set) // global_batch)
+
+    started = time.time()
+    write_status(run_dir, "running", started=started, pid=os.getpid(), reason="",
+                 train_size=len(train_set), val_size=len(val_set))
+    try:
+        with strategy.scope():
+            model = models.create(config.architecture, num_classes, (*data.images.shape[1:], 1),
+                                  **config.model_kwargs)
+            trainer = _with_augmentation(model, config.augment, config.seed)
+            trainer.compile(
+                optimizer=make_optimizer(config, steps),
+                loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
+                metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
+                jit_compile=on_gpu,
+            )
+        train_ds = make_dataset(train_set.images, train_set.labels, num_classes, global_batch, True,
+                                config.seed, sample_weights, config.mixup)
+        val_ds = (make_dataset(val_set.images, val_set.labels, num_classes, 256, False, config.seed)
+                  if len(val_set) else None)
+
+        monitor = "val_accuracy" if val_ds is not None else "accuracy"
+        tracker = _ProgressCallback(run_dir, config.epochs, steps, global_batch, progress, should_stop)
+        best_path = run_dir / "best.weights.h5"
+        fit_callbacks: list[keras.callbacks.Callback] = [
+            keras.callbacks.BackupAndRestore(str(run_dir / "checkpoint"), delete_checkpoint=False),
+            keras.callbacks.TerminateOnNaN(),
+            keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
+            _BestWeights(model, best_path, monitor),
+            tracker,
+        ]
+        if config.schedule == "plateau":
+            fit_callbacks.append(keras.callbacks.ReduceLROnPlateau(
+                monitor="val_loss" if val_ds is not None else "loss", factor=0.5, patience=3, min_lr=1e-6))
+        if config.early_stopping > 0:
+            fit_callbacks.append(keras.callbacks.EarlyStopping(monitor=monitor, patience=config.early_stopping,
+                                                               mode="max"))
+        fit_callbacks.extend(callbacks)
+        trainer.fit(train_ds, validation_data=val_ds, epochs=config.epochs, callbacks=fit_callbacks, verbose=0)
+    except Exception as error:
+        write_status(run_dir, "failed", reason=f"{type(error).__name__}: {error}", finished=time.time())
+        raise
+    finally:
+        keras.mixed_precision.set_global_policy(previous_policy)
+
+    # 3. Outcome: NaN, cancelled or finished; the best epoch becomes the run's model.
+    history = read_history(run_dir)
+    epochs_done = len(history)
+    losses = [row.get("loss", math.nan) for row in history]
+    if trainer.stop_training and (not losses or not np.isfinite(losses[-1])) and not tracker.cancelled:
+        reason = (f"the loss became NaN in epoch {epochs_done + 1}: the learning rate "
+                  f"({config.learning_rate}) is probably too high")
+        write_status(run_dir, "failed", reason=reason, finished=time.time())
+        return TrainResult(run_dir, "failed", reason, {}, epochs_done)
+    if best_path.exists():
+        model.load_weights(best_path)
+    metrics = _finish(model, data, val_set if len(val_set) else train_set, config, run_dir,
+                      time.time() - started, epochs_done, command)
+    state = "cancelled" if tracker.cancelled else "finished"
+    reason = "cancelled by the user" if tracker.cancelled else ""
+    write_status(run_dir, state, reason=reason, finished=time.time(), accuracy=metrics["accuracy"])
+    return TrainResult(run_dir, state, reason, metrics, epochs_done)
+
+
+def _with_augmentation(model: keras.Model, augment: AugmentConfig | None, seed: int) -> keras.Model:
+    """The model to fit: augmentation layers (training only) in front of ``model``.
+
+    Augmenting inside the graph runs it on the device with the model, and the
+    saved ``model`` stays free of training-only layers.
+    """
+    if augment is None or augment.is_identity:
+        return model
+    inputs = keras.Input(shape=model.input_shape[1:], name="pixels")
+    augmenter = build_augmenter(augment, seed=seed)
+    return keras.Model(inputs, model(augmenter(inputs)), name=f"{model.name}_train")
+
+
+class _BestWeights(keras.callbacks.Callback):
+    """Save the inner model's weights whenever the monitored metric improves.
+
+    With BackupAndRestore a resumed run does not know the best score of the
+    epochs before it, so the score is kept next to the weights.
+    """
+
+    def __init__(self, model: keras.Model, path: Path, monitor: str):
+        super().__init__()
+        self.inner, self.path, self.monitor = model, path, monitor
+        self.score_path = path.with_suffix(".json")
+        self.best = json.loads(self.score_path.read_text())["score"] if self.score_path.exists() else -np.inf
+
+    def on_epoch_end(self, epoch, logs=None):
+        score = (logs or {}).get(self.monitor)
+        if score is not None and np.isfinite(score) and score > self.best:
+            self.best = float(score)
+            self.inner.save_weights(self.path)
+            _write_json(self.score_path, {"score": self.best, "epoch": epoch + 1})
+
+
+def _finish(model: keras.Model, data: Dataset, val_set: Dataset, config: TrainConfig, run_dir: Path,
+            seconds: float, epochs_done: int, command: str) -> dict:
+    plain = evaluate(model, val_set.images, val_set.labels, data.classes)
+    flipped = evaluate(model, val_set.images, val_set.labels, data.classes, tta=True)
+    metrics = {
+        **plain.to_dict(),
+        "accuracy_flip_tta": flipped.accuracy,
+        "split": "val",
+        "epochs": epochs_done,
+        "train_seconds": round(seconds, 1),
+    }
+    _write_json(run_dir / "metrics.json", metrics)
+    np.savez_compressed(run_dir / "val_predictions.npz", images=val_set.images, labels=val_set.labels,
+                        probabilities=plain.probabilities, classes=np.array(data.classes))
+    card = ModelCard(
+        name=run_dir.name,
+        architecture=config.architecture,
+        classes=list(data.classes),
+        input_shape=list(model.input_shape[1:]),
+        parameters=int(model.count_params()),
+        training={
+            "config": config.to_dict(),
+            "command": command,
+            "epochs": epochs_done,
+            "seconds": round(seconds, 1),
+            "hardware": hardware_description(),
+            "tensorflow": tf.__version__,
+            "keras": keras.__version__,
+        },
+        metrics={k: metrics[k] for k in ("accuracy", "accuracy_flip_tta", "macro_f1", "per_class",
+                                         "confusion", "n", "split")},
+        dataset={
+            "source": data.source,
+            "synthetic": data.synthetic,
+            "classes": list(data.classes),
+            "sizes": {name: int((data.split == name).sum()) for name in data.splits},
+            "split": "; ".join(data.notes) or "as given by the source",
+        },
+    )
+    save_model_dir(model, card, run_dir / "model")
+    return metrics
+
+
+def resume_config(run_dir: str | os.PathLike) -> TrainConfig:
+    """The config a run was started with (to resume it)."""
+    return TrainConfig.from_dict(json.loads((Path(run_dir) / "config.json").read_text()))
+
+
+__all__ = [
+    "PRESETS",
+    "Progress",
+    "TrainConfig",
+    "TrainResult",
+    "class_weight_vector",
+    "make_dataset",
+    "read_history",
+    "resume_config",
+    "train",
+]
