@@ -655,3 +655,39 @@ def _cached(path: Path, parse: Callable[[], Dataset]) -> Dataset:
     except OSError:
         pass  # a read-only cache only costs speed
     return dataset
+
+
+def discover(root: str | os.PathLike) -> list[Path]:
+    """Dataset sources under ``root``: CSV, zip and npz files, and image-folder trees.
+
+    A folder counts if it has class folders of images (``<class>/*``) or split
+    folders of those; its sub-folders are then not listed again.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    found: list[Path] = []
+    for path in sorted(root.iterdir()):
+        if path.name.startswith("."):
+            continue
+        if path.is_file() and path.suffix.lower() in (".csv", ".zip", ".npz"):
+            found.append(path)
+        elif path.is_dir():
+            if _looks_like_image_tree(path):
+                found.append(path)
+            else:
+                found.extend(discover(path))
+    return found
+
+
+def _looks_like_image_tree(folder: Path) -> bool:
+    def has_images(directory: Path) -> bool:
+        return any(p.suffix.lower() in _IMAGE_SUFFIXES for p in directory.iterdir() if p.is_file())
+
+    children = [p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    if any(has_images(child) for child in children):
+        return True
+    return any(
+        child.name.lower() in _SPLIT_DIRS and any(has_images(g) for g in child.iterdir() if g.is_dir())
+        for child in children
+    )

@@ -312,7 +312,7 @@ _EYE_HALF_WIDTH = 6.5
 _RIM = 1.2  # eyelid line width
 _BROW_HALF_THICKNESS = 1.5
 _LIP_HALF_THICKNESS = 1.1
-_FACE_ZOOM = 1.0  # canvas pixels per face-coordinate unit
+_FACE_ZOOM = 1.25  # canvas pixels per face-coordinate unit
 
 
 def _ellipses(
@@ -394,7 +394,7 @@ def _mouth(table: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     # A smile lowers the centre relative to the corners; the tilt raises one corner.
     centre_line = (
         19.0
-        + 5.0 * table["mouth_curve"][:, column] * (_MOUTH_BULGE - 0.5)
+        + 8.0 * table["mouth_curve"][:, column] * (_MOUTH_BULGE - 0.5)
         - 3.0 * table["mouth_tilt"][:, column] * _MOUTH_T
     )
     opening = 12.0 * table["mouth_open"][:, column] * np.sqrt(_MOUTH_BULGE)

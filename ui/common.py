@@ -1,0 +1,144 @@
+"""What every page shares: page set-up, the dataset and model in use, cached loaders.
+
+Only widgets and caching live here; all the work is done by :mod:`fertools`.
+Session-state keys are initialised once, in :func:`init_state`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import streamlit as st
+
+from fertools import data
+from fertools.constants import DEFAULT_MODEL_DIR, data_dir, runs_dir
+from fertools.modelcard import MODEL_FILE, ModelCard, ModelLoadError, read_card
+from fertools.recognize import Recognizer
+
+BUILTIN = "builtin"
+DEFAULTS = {
+    "dataset_source": BUILTIN,  # "builtin", a path under the data root, or "upload:<sha1>"
+    "dataset_label": "Built-in synthetic faces",
+    "model_dir": str(DEFAULT_MODEL_DIR),
+    "augment_config": None,  # an AugmentConfig dict carried from the Augmentation page
+}
+
+
+def init_state() -> None:
+    for key, value in DEFAULTS.items():
+        st.session_state.setdefault(key, value)
+
+
+def page_setup(title: str, icon: str = "🙂") -> None:
+    """set_page_config, session defaults and the sidebar status, for every page."""
+    st.set_page_config(page_title=f"{title} · FER Lab", page_icon=icon, layout="wide")
+    init_state()
+    with st.sidebar:
+        st.caption(f"**Dataset:** {st.session_state['dataset_label']}")
+        card = current_card()
+        model_text = f"{card.name} ({card.architecture})" if card else "none"
+        if card and card.accuracy is not None:
+            model_text += f", val. accuracy {card.accuracy:.1%}"
+        st.caption(f"**Model:** {model_text}")
+
+
+# --- datasets ----------------------------------------------------------------------------
+
+
+@st.cache_resource(max_entries=4, show_spinner=False)
+def _load_source(source: str) -> data.Dataset:
+    # Shared by every session: datasets are immutable, and FER2013 is 80 MB.
+    return data.load(source)
+
+
+@st.cache_resource(max_entries=4, show_spinner=False)
+def _load_upload(digest: str, name: str, _payload: bytes) -> data.Dataset:
+    return data.load(_payload, name=name)
+
+
+def load_upload(name: str, payload: bytes) -> str:
+    """Parse an uploaded file, remember it, and return its source key ``upload:<sha1>``."""
+    digest = hashlib.sha1(payload).hexdigest()
+    _load_upload(digest, name, payload)
+    st.session_state.setdefault("uploads", {})[digest] = (name, payload)
+    return f"upload:{digest}"
+
+
+def get_dataset(source: str | None = None) -> data.Dataset:
+    """The dataset for ``source`` (default: the one in use); raises ``DatasetError``."""
+    source = source or st.session_state.get("dataset_source", BUILTIN)
+    if source.startswith("upload:"):
+        digest = source.split(":", 1)[1]
+        name, payload = st.session_state.get("uploads", {}).get(digest, (None, None))
+        if payload is None:
+            raise data.DatasetError("the uploaded file is gone (new session?); upload it again.")
+        return _load_upload(digest, name, payload)
+    return _load_source(source)
+
+
+def use_dataset(source: str, label: str) -> None:
+    st.session_state["dataset_source"] = source
+    st.session_state["dataset_label"] = label
+
+
+def available_sources() -> dict[str, str]:
+    """Label -> source for the built-in set and everything found under the data root."""
+    sources = {"Built-in synthetic faces": BUILTIN}
+    root = data_dir()
+    for path in data.discover(root):
+        sources[str(path.relative_to(root))] = str(path)
+    return sources
+
+
+# --- models ---------------------------------------------------------------------------
+
+
+def model_choices() -> dict[str, str]:
+    """Label -> model folder: the shipped model, then every finished run, newest first."""
+    choices = {}
+    if (DEFAULT_MODEL_DIR / MODEL_FILE).exists():
+        choices["Shipped model (models/default)"] = str(DEFAULT_MODEL_DIR)
+    root = runs_dir()
+    if root.is_dir():
+        folders = sorted((p for p in root.glob("*/model") if (p / MODEL_FILE).exists()),
+                         key=lambda p: p.stat().st_mtime, reverse=True)
+        for folder in folders:
+            choices[f"Run {folder.parent.name}"] = str(folder)
+    return choices
+
+
+def current_card() -> ModelCard | None:
+    try:
+        return read_card(st.session_state.get("model_dir", str(DEFAULT_MODEL_DIR)))
+    except ModelLoadError:
+        return None
+
+
+@st.cache_resource(max_entries=8, show_spinner="Loading the model…")
+def _recognizer(model_dir: str, stamp: float) -> Recognizer:
+    # One per model folder, shared by all sessions: the Recognizer keeps no per-call state.
+    return Recognizer.load(model_dir)
+
+
+def get_recognizer(model_dir: str | None = None) -> Recognizer:
+    """The cached Recognizer for a model folder (default: the one in use); ``ModelLoadError`` if broken."""
+    model_dir = model_dir or st.session_state.get("model_dir", str(DEFAULT_MODEL_DIR))
+    model_file = Path(model_dir) / MODEL_FILE
+    if not model_file.exists():
+        raise ModelLoadError(f"{model_dir} holds no trained model.")
+    return _recognizer(model_dir, model_file.stat().st_mtime)
+
+
+def model_picker(key: str = "model_picker") -> str | None:
+    """A selectbox of every model; selecting one makes it the model in use."""
+    choices = model_choices()
+    if not choices:
+        st.warning("No trained model found: train one on the Train page.")
+        return None
+    labels = list(choices)
+    current = st.session_state.get("model_dir")
+    index = next((i for i, label in enumerate(labels) if choices[label] == current), 0)
+    label = st.selectbox("Model", labels, index=index, key=key)
+    st.session_state["model_dir"] = choices[label]
+    return choices[label]
