@@ -106,10 +106,8 @@ def _train_config(args):
 
     run_dir = Path(args.out)
     if args.resume:
-        if not (run_dir / "config.json").exists():
-            raise UserError(f"train: {run_dir} holds no run to resume (no config.json)")
         return resume_config(run_dir)
-    if args.preset not in PRESETS:
+    if args.preset and args.preset not in PRESETS:
         raise UserError(f"train: unknown preset {args.preset!r}; choose one of {sorted(PRESETS)}")
     config = PRESETS[args.preset] if args.preset else TrainConfig()
     overrides = {
@@ -126,6 +124,13 @@ def _train_config(args):
 
 
 def cmd_train(args) -> int:
+    # Checks that need no TensorFlow come first: it is slow to import, and noisy on stderr.
+    if args.resume and not (Path(args.out) / "config.json").exists():
+        raise UserError(f"train: {args.out} holds no run to resume (no config.json)")
+    # Then the data: a wrong path is the likeliest mistake, and it is found before TensorFlow loads.
+    dataset = _load_data(args.data)
+    if "train" not in dataset.splits:
+        raise UserError(f"train: {args.data} has no training rows; it has the splits {dataset.splits}")
     from fertools import train
 
     config = _train_config(args)
@@ -133,7 +138,6 @@ def cmd_train(args) -> int:
         config.validate()
     except ValueError as error:
         raise UserError(f"train: {error}") from None
-    dataset = _load_data(args.data)
     resumed = (Path(args.out) / "checkpoint").exists()
     print(f"{'resuming' if resumed else 'training'} {config.architecture} on {dataset.describe()}", file=sys.stderr)
 
@@ -157,11 +161,11 @@ def cmd_train(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    from fertools import evaluate as ev
-    from fertools.modelcard import ModelLoadError, load_model_dir
+    from fertools.modelcard import ModelLoadError, load_model_dir, read_card
 
+    # Everything a user can get wrong is checked before TensorFlow is imported (slow, and noisy on stderr).
     try:
-        model, card = load_model_dir(args.model)
+        card = read_card(args.model)
     except ModelLoadError as error:
         raise UserError(str(error)) from None
     dataset = _load_data(args.data)
@@ -173,6 +177,12 @@ def cmd_evaluate(args) -> int:
         # The held-out part: test if there is one, else val.
         dataset = dataset.subset("test" if "test" in dataset.splits else "val")
     labels = _map_labels(dataset, card.classes)
+    try:
+        model, card = load_model_dir(args.model)
+    except ModelLoadError as error:
+        raise UserError(str(error)) from None
+    from fertools import evaluate as ev
+
     evaluation = ev.evaluate(model, dataset.images, labels, tuple(card.classes), tta=args.tta)
     if args.json:
         print(json.dumps(evaluation.to_dict()))
@@ -196,15 +206,15 @@ def _map_labels(dataset, model_classes: list[str]):
 def cmd_predict(args) -> int:
     import cv2
 
-    from fertools.modelcard import ModelLoadError
+    from fertools.modelcard import ModelLoadError, read_card
     from fertools.preprocess import decode_image
-    from fertools.recognize import Recognizer, draw_faces
 
+    # Check the model folder and read every image before TensorFlow is imported (slow, and noisy on stderr).
     try:
-        recognizer = Recognizer.load(args.model)
+        read_card(args.model)
     except ModelLoadError as error:
         raise UserError(str(error)) from None
-    results = []
+    images = []
     for path in args.images:
         try:
             image = decode_image(Path(path).read_bytes())
@@ -212,13 +222,30 @@ def cmd_predict(args) -> int:
             raise UserError(f"predict: cannot read {path} ({error.strerror or error})") from None
         if image is None:
             raise UserError(f"predict: {path} is not an image OpenCV can read")
+        images.append(image)
+    if args.annotate:
+        annotate = Path(args.annotate)
+        if not cv2.haveImageWriter(str(annotate)):
+            raise UserError(f"predict: cannot write an image named {annotate.name!r}; use .png or .jpg")
+        if not annotate.parent.is_dir():
+            raise UserError(f"predict: the folder {annotate.parent} does not exist")
+
+    from fertools.recognize import Recognizer, draw_faces
+
+    try:
+        recognizer = Recognizer.load(args.model)
+    except ModelLoadError as error:
+        raise UserError(str(error)) from None
+    results = []
+    for path, image in zip(args.images, images):
         faces = recognizer.analyze(image) if not args.whole else [recognizer.analyze_face(image)]
         results.append([face.to_dict() for face in faces])
         if args.annotate:
             out = Path(args.annotate)
             if len(args.images) > 1:
                 out = out.with_name(f"{out.stem}_{Path(path).stem}{out.suffix}")
-            cv2.imwrite(str(out), draw_faces(image, faces))
+            if not cv2.imwrite(str(out), draw_faces(image, faces)):
+                raise UserError(f"predict: could not write {out}")
         if not args.json:
             print(f"{path}: {len(faces)} face(s)")
             for face in faces:
@@ -232,8 +259,11 @@ def cmd_predict(args) -> int:
 def cmd_bench(args) -> int:
     from fertools import bench
 
-    report = bench.run(quick=args.quick, csv_path=args.csv, folder=args.folder, skip=set(args.skip or ()),
-                       progress=lambda text: print(text, file=sys.stderr, flush=True))
+    try:
+        report = bench.run(quick=args.quick, csv_path=args.csv, folder=args.folder, skip=set(args.skip or ()),
+                           progress=lambda text: print(text, file=sys.stderr, flush=True))
+    except bench.BenchInputError as error:
+        raise UserError(str(error)) from None
     print(json.dumps(report, indent=2) if args.json else bench.format_report(report))
     return 0
 

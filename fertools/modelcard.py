@@ -13,8 +13,10 @@ import platform
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import keras
+if TYPE_CHECKING:  # reading a card must not cost a TensorFlow import (the CLI, the app's model lists)
+    import keras
 
 MODEL_FILE = "model.keras"
 CARD_FILE = "card.json"
@@ -105,12 +107,14 @@ def read_card(path: str | os.PathLike) -> ModelCard:
 
 def load_model_dir(path: str | os.PathLike) -> tuple[keras.Model, ModelCard]:
     """Load a model folder with ``safe_mode=True``; :class:`ModelLoadError` if it cannot be."""
-    import fertools.augment  # noqa: F401  (registers custom layers a model may hold)
-
     card = read_card(path)
     model_path = Path(path) / MODEL_FILE
     if not model_path.exists():
         raise ModelLoadError(f"{path} has a card but no {MODEL_FILE}.")
+    import keras
+
+    import fertools.augment  # noqa: F401  (registers custom layers a model may hold)
+
     try:
         model = keras.models.load_model(model_path, compile=False, safe_mode=True)
     except (ValueError, OSError, TypeError) as error:

@@ -8,6 +8,8 @@ pixels themselves, so a face stays ``uint8`` until it enters the model.
 
 from __future__ import annotations
 
+import io
+
 import cv2
 import numpy as np
 
@@ -78,3 +80,38 @@ def decode_image(data: bytes) -> np.ndarray | None:
     if buffer.size == 0:
         return None
     return cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED)
+
+
+#: Longest side a photo is shrunk to before detection: a 12-megapixel phone picture
+#: costs seconds to search for faces and shows nothing more at screen size.
+PHOTO_MAX_SIDE = 1280
+
+
+def load_photo(data: bytes, max_side: int = PHOTO_MAX_SIDE) -> np.ndarray:
+    """Decode an uploaded photo to an upright BGR ``uint8`` (H, W, 3) frame, longest side <= ``max_side``.
+
+    Pillow applies the EXIF orientation tag (phones store portraits sideways and
+    set the tag), composites transparency onto white, and decodes JPEGs at a
+    reduced scale when that is enough. Raises ``ValueError`` with a one-sentence
+    message if ``data`` is not an image Pillow can read.
+    """
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            image.draft("RGB", (max_side, max_side))  # JPEG only: decode at 1/2, 1/4 or 1/8 scale
+            image = ImageOps.exif_transpose(image)
+            if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
+                image = image.convert("RGBA")
+                white = Image.new("RGBA", image.size, (255, 255, 255, 255))
+                image = Image.alpha_composite(white, image)
+            rgb = np.asarray(image.convert("RGB"))
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
+        raise ValueError("this file is not an image FER Lab can read (try JPEG or PNG).") from None
+    frame = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+    height, width = frame.shape[:2]
+    if max(height, width) > max_side:
+        scale = max_side / max(height, width)
+        size = (max(1, round(width * scale)), max(1, round(height * scale)))
+        frame = cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
+    return frame

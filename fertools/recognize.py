@@ -88,9 +88,14 @@ class Recognizer:
             results.append(FaceResult(box, self.classes[int(row.argmax())], scores, face))
         return results
 
-    def analyze(self, frame: np.ndarray, max_faces: int = 16) -> list[FaceResult]:
-        """Every face in a BGR (or gray) ``uint8`` frame, largest first."""
-        boxes = self.detector.detect(frame)[:max_faces]
+    def analyze(
+        self, frame: np.ndarray, max_faces: int = 16, detector: FaceDetector | None = None
+    ) -> list[FaceResult]:
+        """Every face in a BGR (or gray) ``uint8`` frame, largest first.
+
+        ``detector`` overrides the shared one for this call (a per-session minimum face size).
+        """
+        boxes = (detector or self.detector).detect(frame)[:max_faces]
         if not boxes:
             return []
         faces = np.stack([crop_face(frame, box, self.margin, self.input_size) for box in boxes])

@@ -14,14 +14,18 @@ How a face is made:
    per-sample jitter so the classes overlap a little, and draws a random pose
    (offset, scale, small rotation) and appearance (skin, hair, background,
    contrast, lighting gradient, noise level).
-2. The face is drawn with anti-aliased OpenCV primitives on a 96x96 canvas and
-   shrunk to 48x48 with ``INTER_AREA``.
-3. Lighting, contrast and gaussian noise are applied to the whole batch at once
-   with numpy (this is what keeps 7,000 faces well under two seconds).
+2. The face is drawn with anti-aliased OpenCV polygons on a 96x96 canvas,
+   framed like a FER2013 crop, and shrunk to 48x48 with ``INTER_AREA``. The
+   polygon corners of a whole batch are computed with numpy at once, so the
+   per-face Python loop only fills polygons.
+3. Contrast, the lighting gradient and gaussian noise are applied to the batch
+   with numpy. About 0.85 CPU-seconds make 7,000 faces.
 
-The task is meant to be learnable but not trivial: a small CNN is far from
-perfect after one epoch and reaches 90 % validation accuracy within a couple of
-minutes on a laptop CPU.
+The task is learnable but not trivial. Measured with a small CNN (Rescaling,
+Conv2D 32/64/128 with max pooling, global average pooling, Dense softmax;
+Adam 1e-3, batch 64, no augmentation) on ``generate(300)`` split 80/20
+stratified: validation accuracy is about 15 % after one epoch and first
+reaches 90 % after 12 to 16 epochs, 42 to 46 CPU-seconds of training.
 
 Arrays follow :mod:`fertools.constants`: a face is ``uint8`` ``(48, 48)``, a
 batch is ``uint8`` ``(N, 48, 48)``.
@@ -31,6 +35,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
+from operator import attrgetter
 from statistics import NormalDist
 
 import cv2
@@ -58,8 +63,10 @@ class FaceParams:
     """Everything that decides how one synthetic face looks.
 
     The defaults are a neutral face, centred and evenly lit, with no noise.
-    Expression fields are unitless around the neutral value; pose is in output
-    (48x48) pixels and degrees; gray levels are 0..255.
+    Like a FER2013 crop, the face fills the frame with the brows-to-mouth
+    region in the middle (the top of the hair and the chin may be cut off).
+    Expression fields are unitless around the neutral value; ``dx``/``dy`` are
+    output (48x48) pixels, ``angle`` degrees; gray levels are 0..255.
     """
 
     # --- expression ---
@@ -73,9 +80,9 @@ class FaceParams:
     eye_open: float = 1.0  # 1 neutral, >1 wide, <1 narrowed
     nose_wrinkle: float = 0.0  # 0..1, strength of the creases beside the nose
     # --- pose ---
-    dx: float = 0.0  # horizontal offset of the face centre
-    dy: float = 0.0  # vertical offset of the face centre
-    scale: float = 1.0  # face size relative to the default
+    dx: float = 0.0  # horizontal offset of the face
+    dy: float = 0.0  # vertical offset of the face
+    scale: float = 1.0  # face size relative to the default framing
     angle: float = 0.0  # in-plane rotation, degrees, clockwise
     # --- appearance ---
     skin: float = 185.0
@@ -99,12 +106,12 @@ _PROTOTYPES: dict[str, dict[str, float]] = {
     },
     "disgust": {
         "mouth_curve": -0.6,
-        "mouth_open": 0.15,
-        "mouth_tilt": 0.9,
-        "teeth": 0.6,
-        "brow_slope": 0.5,
-        "brow_raise": -0.4,
-        "eye_open": 0.5,
+        "mouth_open": 0.2,
+        "mouth_tilt": 1.0,
+        "teeth": 0.7,
+        "brow_slope": 0.3,
+        "brow_raise": -0.3,
+        "eye_open": 0.55,
         "nose_wrinkle": 1.0,
     },
     "fear": {
@@ -141,33 +148,34 @@ _PROTOTYPES: dict[str, dict[str, float]] = {
 }
 
 # Standard deviation of the per-sample jitter added to each expression field.
-# Tuned so that a small CNN needs several epochs (see the module docstring).
+# Together with the look below, tuned so that a small CNN needs a dozen or more
+# epochs to reach 90 % (see the module docstring), not one.
 _JITTER: dict[str, float] = {
-    "mouth_curve": 0.25,
-    "mouth_open": 0.12,
-    "mouth_width": 0.12,
-    "mouth_tilt": 0.2,
-    "teeth": 0.2,
-    "brow_slope": 0.3,
-    "brow_raise": 0.3,
-    "eye_open": 0.15,
-    "nose_wrinkle": 0.2,
+    "mouth_curve": 0.15,
+    "mouth_open": 0.07,
+    "mouth_width": 0.07,
+    "mouth_tilt": 0.12,
+    "teeth": 0.12,
+    "brow_slope": 0.18,
+    "brow_raise": 0.18,
+    "eye_open": 0.09,
+    "nose_wrinkle": 0.12,
 }
 
 # The random pose and appearance: each field uniform between low and high.
 _LOOK_RANGES: dict[str, tuple[float, float]] = {
-    "dx": (-4.0, 4.0),
-    "dy": (-4.0, 4.0),
-    "scale": (0.85, 1.12),
-    "angle": (-12.0, 12.0),
+    "dx": (-3.0, 3.0),
+    "dy": (-3.0, 3.0),
+    "scale": (0.9, 1.1),
+    "angle": (-10.0, 10.0),
     "skin": (120.0, 235.0),
     "hair": (10.0, 200.0),
     "hair_volume": (0.0, 1.0),
     "background": (0.0, 255.0),
-    "contrast": (0.55, 1.15),
-    "light_x": (-0.5, 0.5),
-    "light_y": (-0.5, 0.5),
-    "noise": (3.0, 14.0),
+    "contrast": (0.7, 1.2),
+    "light_x": (-0.3, 0.3),
+    "light_y": (-0.3, 0.3),
+    "noise": (2.0, 8.0),
 }
 
 _EXPRESSION_FIELDS = tuple(_JITTER)
@@ -179,11 +187,14 @@ assert set(_PROTOTYPES) == set(FER2013_CLASSES)
 # The same tables as arrays, so one face costs two calls to the generator.
 _NEUTRAL = FaceParams()
 _PROTOTYPE_ARRAYS = {
-    emotion: np.array([proto.get(name, getattr(_NEUTRAL, name)) for name in _EXPRESSION_FIELDS])
+    emotion: np.array(
+        [proto.get(name, getattr(_NEUTRAL, name)) for name in _EXPRESSION_FIELDS]
+    )
     for emotion, proto in _PROTOTYPES.items()
 }
 _JITTER_ARRAY = np.array(list(_JITTER.values()))
 _LOOK_LOW, _LOOK_HIGH = np.array(list(_LOOK_RANGES.values())).T
+_ALL_FIELDS = attrgetter(*_FIELD_ORDER)  # FaceParams -> tuple of every field
 
 
 def expression_params(emotion: str, rng: np.random.Generator) -> FaceParams:
@@ -196,7 +207,9 @@ def expression_params(emotion: str, rng: np.random.Generator) -> FaceParams:
     if emotion not in _PROTOTYPES:
         known = ", ".join(FER2013_CLASSES)
         raise ValueError(f"unknown emotion {emotion!r}; expected one of: {known}")
-    jittered = _PROTOTYPE_ARRAYS[emotion] + _JITTER_ARRAY * rng.standard_normal(len(_JITTER_ARRAY))
+    jittered = _PROTOTYPE_ARRAYS[emotion] + _JITTER_ARRAY * rng.standard_normal(
+        len(_JITTER_ARRAY)
+    )
     uniform = rng.random(len(_LOOK_RANGES) + 1)
     look = _LOOK_LOW + (_LOOK_HIGH - _LOOK_LOW) * uniform[:-1]
 
@@ -269,19 +282,19 @@ def _render(params: Sequence[FaceParams], rng: np.random.Generator) -> np.ndarra
 
 def _table(params: Sequence[FaceParams]) -> dict[str, np.ndarray]:
     """Column view of a batch of parameters: field name -> ``float64`` ``(N,)``."""
-    rows = np.array([list(vars(face).values()) for face in params], dtype=np.float64)
+    rows = np.array([_ALL_FIELDS(face) for face in params], dtype=np.float64)
     rows = rows.reshape(len(params), len(_FIELD_ORDER))
     return {name: rows[:, column] for column, name in enumerate(_FIELD_ORDER)}
-
 
 
 # --- geometry ---------------------------------------------------------------------
 #
 # Every face is the same list of polygons (hair, head, nose, ..., teeth) with a
-# fixed number of corners each, so the corners of a whole batch are one array
-# computed with a few numpy operations; the per-face loop then only fills
-# polygons. Face coordinates are canvas pixels with the face centre at the
-# origin, x to the right and y down; the pose maps them onto the canvas.
+# fixed number of corners each, so the corners of a whole batch are computed
+# with a few numpy operations per part; the per-face loop then only fills
+# polygons. Face coordinates have the head's centre near the origin, x to the
+# right and y down, brows at about -13 and the mouth at +19; the pose maps them
+# onto the 96x96 canvas.
 
 
 def _unit_circle(corners: int) -> np.ndarray:
@@ -312,7 +325,10 @@ _EYE_HALF_WIDTH = 6.5
 _RIM = 1.2  # eyelid line width
 _BROW_HALF_THICKNESS = 1.5
 _LIP_HALF_THICKNESS = 1.1
-_FACE_ZOOM = 1.25  # canvas pixels per face-coordinate unit
+_FACE_ZOOM = 1.3  # canvas pixels per face unit at scale 1: a tight, FER-like crop
+# The face point placed at the canvas centre: midway between brows and mouth,
+# so that the expressive features sit inside the frame, away from its edges.
+_PIVOT_Y = 5.0
 
 
 def _ellipses(
@@ -340,45 +356,64 @@ def _outlines(table: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     eye_half_height = 3.6 * table["eye_open"]
     volume = table["hair_volume"]
     parts = {
-        "hair": _ellipses([(0.0, -10.0)], 31.0 + 5.0 * volume, 30.0 + 6.0 * volume, _CIRCLE_BIG, count),
+        "hair": _ellipses(
+            [(0.0, -10.0)], 31.0 + 5.0 * volume, 30.0 + 6.0 * volume, _CIRCLE_BIG, count
+        ),
         "head": _ellipses([(0.0, 2.0)], 29.0, 35.0, _CIRCLE_BIG, count),
         "nose": np.broadcast_to(_NOSE, (count, *_NOSE.shape)),
         "wrinkles": np.broadcast_to(_WRINKLES, (count, *_WRINKLES.shape)),
-        "rims": _ellipses(eyes, _EYE_HALF_WIDTH + _RIM, eye_half_height + _RIM, _CIRCLE_SMALL, count),
+        "rims": _ellipses(
+            eyes, _EYE_HALF_WIDTH + _RIM, eye_half_height + _RIM, _CIRCLE_SMALL, count
+        ),
         "brows": _brows(table),
-        "sclera": _ellipses(eyes, _EYE_HALF_WIDTH, eye_half_height, _CIRCLE_SMALL, count),
-        "pupils": _ellipses(eyes, 2.6, np.minimum(2.6, eye_half_height), _CIRCLE_SMALL, count),
+        "sclera": _ellipses(
+            eyes, _EYE_HALF_WIDTH, eye_half_height, _CIRCLE_SMALL, count
+        ),
+        "pupils": _ellipses(
+            eyes, 2.6, np.minimum(2.6, eye_half_height), _CIRCLE_SMALL, count
+        ),
         **_mouth(table),
     }
 
-    # Pose: scale and rotate about the face centre, then move it.
-    radians = np.radians(table["angle"])
-    zoom = _FACE_ZOOM * table["scale"]
+    # Pose: scale and rotate about the pivot, then move it. Shaped (N, 1, 1)
+    # to broadcast over each part's polygons and corners.
+    per_face = (slice(None), np.newaxis, np.newaxis)
+    radians = np.radians(table["angle"])[per_face]
+    zoom = _FACE_ZOOM * table["scale"][per_face]
     cos, sin = zoom * np.cos(radians), zoom * np.sin(radians)
-    centre_x = _CANVAS / 2 + table["dx"] * (_CANVAS / IMAGE_SIZE)
-    centre_y = _CANVAS / 2 + table["dy"] * (_CANVAS / IMAGE_SIZE)
+    centre_x = _CANVAS / 2 + table["dx"][per_face] * (_CANVAS / IMAGE_SIZE)
+    centre_y = _CANVAS / 2 + table["dy"][per_face] * (_CANVAS / IMAGE_SIZE)
     placed = {}
     for name, points in parts.items():
-        x, y = points[..., 0], points[..., 1]
-        expand = (slice(None),) + (None,) * (x.ndim - 1)  # broadcast (N,) over the corners
-        canvas_x = cos[expand] * x - sin[expand] * y + centre_x[expand]
-        canvas_y = sin[expand] * x + cos[expand] * y + centre_y[expand]
-        fixed = np.rint(np.stack((canvas_x, canvas_y), axis=-1) * _ONE).astype(np.int32)
-        placed[name] = fixed
+        x, y = points[..., 0], points[..., 1] - _PIVOT_Y
+        canvas = np.stack(
+            (cos * x - sin * y + centre_x, sin * x + cos * y + centre_y), -1
+        )
+        placed[name] = np.rint(canvas * _ONE).astype(np.int32)
     return placed
 
 
 def _brows(table: dict[str, np.ndarray]) -> np.ndarray:
     """Both brows as thick three-point strokes: ``(N, 2, 6, 2)``."""
     slope = table["brow_slope"]
-    base = -13.0 - 4.0 * table["brow_raise"] - 1.5 * np.maximum(0.0, table["eye_open"] - 1.0)
+    base = (
+        -13.0
+        - 4.0 * table["brow_raise"]
+        - 1.5 * np.maximum(0.0, table["eye_open"] - 1.0)
+    )
     brows = []
     for side in (-1.0, 1.0):
         # Inner, middle and outer point of the brow's centre line.
         xs = np.array([4.0, 11.0, 19.0]) * side
-        ys = np.stack((base + 3.5 * slope, base - 1.5 - 0.5 * slope, base - 1.0 * slope), axis=1)
-        top = np.stack((np.broadcast_to(xs, ys.shape), ys - _BROW_HALF_THICKNESS), axis=-1)
-        bottom = np.stack((np.broadcast_to(xs, ys.shape), ys + _BROW_HALF_THICKNESS), axis=-1)
+        ys = np.stack(
+            (base + 5.0 * slope, base - 1.5 - 0.5 * slope, base - 1.0 * slope), axis=1
+        )
+        top = np.stack(
+            (np.broadcast_to(xs, ys.shape), ys - _BROW_HALF_THICKNESS), axis=-1
+        )
+        bottom = np.stack(
+            (np.broadcast_to(xs, ys.shape), ys + _BROW_HALF_THICKNESS), axis=-1
+        )
         brows.append(np.concatenate((top, bottom[:, ::-1]), axis=1))
     return np.stack(brows, axis=1)
 
@@ -394,8 +429,8 @@ def _mouth(table: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     # A smile lowers the centre relative to the corners; the tilt raises one corner.
     centre_line = (
         19.0
-        + 8.0 * table["mouth_curve"][:, column] * (_MOUTH_BULGE - 0.5)
-        - 3.0 * table["mouth_tilt"][:, column] * _MOUTH_T
+        + 10.0 * table["mouth_curve"][:, column] * (_MOUTH_BULGE - 0.5)
+        - 4.0 * table["mouth_tilt"][:, column] * _MOUTH_T
     )
     opening = 12.0 * table["mouth_open"][:, column] * np.sqrt(_MOUTH_BULGE)
     upper = centre_line - 0.35 * opening
@@ -427,7 +462,7 @@ def _draw(table: dict[str, np.ndarray], outlines: dict[str, np.ndarray]) -> np.n
         "hair": table["hair"],
         "head": skin,
         "nose": skin - 0.5 * (skin - _INK),
-        "wrinkles": skin - 0.8 * table["nose_wrinkle"] * (skin - _INK),
+        "wrinkles": skin - 0.9 * table["nose_wrinkle"] * (skin - _INK),
         "rims": ink,
         "brows": ink,
         "sclera": np.full(count, _SCLERA),
@@ -456,7 +491,9 @@ def _draw(table: dict[str, np.ndarray], outlines: dict[str, np.ndarray]) -> np.n
         for polygons, color, show in plan:
             if show[index]:
                 cv2.fillPoly(canvas, polygons[index], color[index], cv2.LINE_AA, _SHIFT)
-        faces[index] = cv2.resize(canvas, (IMAGE_SIZE, IMAGE_SIZE), interpolation=cv2.INTER_AREA)
+        faces[index] = cv2.resize(
+            canvas, (IMAGE_SIZE, IMAGE_SIZE), interpolation=cv2.INTER_AREA
+        )
     return faces
 
 
@@ -471,18 +508,24 @@ _NORMAL_LEVELS = np.array([NormalDist().inv_cdf((i + 0.5) / 256) for i in range(
 _NORMAL_LEVELS = (_NORMAL_LEVELS / _NORMAL_LEVELS.std()).astype(np.float32)
 
 
-def _finish(clean: np.ndarray, table: dict[str, np.ndarray], rng: np.random.Generator) -> np.ndarray:
+def _finish(
+    clean: np.ndarray, table: dict[str, np.ndarray], rng: np.random.Generator
+) -> np.ndarray:
     """Contrast, a lighting gradient and gaussian noise on a ``(N, 48, 48)`` batch."""
     contrast, light_x, light_y, noise_std = (
         table[name].astype(np.float32)[:, np.newaxis, np.newaxis]
         for name in ("contrast", "light_x", "light_y", "noise")
     )
-    gain = 1.0 + light_x * _RAMP[np.newaxis, np.newaxis, :] + light_y * _RAMP[np.newaxis, :, np.newaxis]
+    gain = (
+        1.0
+        + light_x * _RAMP[np.newaxis, np.newaxis, :]
+        + light_y * _RAMP[np.newaxis, :, np.newaxis]
+    )
     codes = np.frombuffer(rng.bytes(clean.size), dtype=np.uint8).reshape(clean.shape)
     noise = _NORMAL_LEVELS[codes]
     noise *= noise_std
 
-    # In place from here on: these arrays are the size of the whole data set.
+    # In place from here on: no temporaries the size of the batch.
     images = clean.astype(np.float32)
     images -= 128.0
     images *= contrast

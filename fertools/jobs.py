@@ -1,0 +1,582 @@
+"""Training jobs: background worker processes with all their state on disk.
+
+A page script must never train (it reruns on every click), so :func:`submit`
+starts a detached worker process, ``python -m fertools.jobs <run_dir>``, and
+returns at once. Everything about a job lives in its run folder, so any page
+view, a reloaded browser tab or a restarted server finds it again with
+:func:`list_runs`::
+
+    runs/
+      _datasets/<sha1>.npz   each submitted dataset, saved once (content-addressed)
+      _slots/slot-<i>.lock   one lock file per concurrent job (FERLAB_MAX_JOBS, default 1)
+      <run id>/
+        job.json             id, name, created, dataset, config, sweep, worker pid
+        status.json          state: queued, running, finished, failed or cancelled
+        cancel               present once the user asked to cancel
+        worker.log           the worker's stdout and stderr
+        ...                  what fertools.train.train writes (history.csv, model/, ...)
+
+A queued worker holds no slot; it polls for one every half second and takes a
+slot by ``flock``-ing its lock file, which the kernel releases when the worker
+exits, however it exits. A run that says queued or running but whose worker is
+gone is reported (and recorded) as failed.
+
+This module imports TensorFlow only where it trains, so waiting workers stay small.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import itertools
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, replace
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from fertools.constants import PROJECT_ROOT, runs_dir
+
+if TYPE_CHECKING:
+    from fertools.data import Dataset
+    from fertools.train import TrainConfig
+
+JOB_FILE = "job.json"
+STATUS_FILE = "status.json"
+CANCEL_FILE = "cancel"
+LOG_FILE = "worker.log"
+DATASETS = "_datasets"
+SLOTS = "_slots"
+
+ACTIVE_STATES = ("queued", "running")
+DONE_STATES = ("finished", "failed", "cancelled")
+#: Seconds between a queued worker's looks for a free slot.
+POLL_SECONDS = 0.5
+DEAD_WORKER = "the worker stopped unexpectedly"
+
+# Workers this process started. Polling them reaps the ones that exited: an
+# unreaped child is a zombie, and os.kill(pid, 0) would call it alive.
+_children: list[subprocess.Popen] = []
+
+
+class JobError(ValueError):
+    """A job request that cannot be done (unknown run, deleting a running one); one sentence."""
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """A training run as the app shows it.
+
+    ``created`` is a Unix time; ``metrics`` is metrics.json once the run has
+    one, ``progress`` the latest progress.json; ``queue_position`` is 1-based
+    among queued runs, None unless queued; ``reason`` says why a run failed or
+    was cancelled. ``managed`` is False for runs started from the command line
+    (shown, but not cancellable or deletable here).
+    """
+
+    id: str
+    name: str
+    state: str
+    created: float
+    config: TrainConfig
+    dataset_label: str
+    metrics: dict | None
+    progress: dict | None
+    queue_position: int | None
+    reason: str
+    run_dir: Path
+    started: float | None = None
+    finished: float | None = None
+    sweep: dict | None = None
+    managed: bool = True
+
+    @property
+    def active(self) -> bool:
+        return self.state in ACTIVE_STATES
+
+    @property
+    def cancel_requested(self) -> bool:
+        return (self.run_dir / CANCEL_FILE).exists()
+
+    @property
+    def model_dir(self) -> Path | None:
+        """The run's saved model folder, once training has written one."""
+        folder = self.run_dir / "model"
+        return folder if (folder / "model.keras").exists() else None
+
+    @property
+    def accuracy(self) -> float | None:
+        return float(self.metrics["accuracy"]) if self.metrics and "accuracy" in self.metrics else None
+
+    @property
+    def elapsed(self) -> float | None:
+        """Seconds of training so far (or in all, once finished)."""
+        if self.started is None:
+            return None
+        end = self.finished if self.finished is not None and not self.active else time.time()
+        return max(0.0, end - self.started)
+
+
+# --- small file helpers ----------------------------------------------------------------------
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _write_json(path: Path, values: dict) -> None:
+    # Atomic, so a page reading the file in another process never sees half of it; the
+    # partial file is per process, so two writers never rename each other's file away.
+    partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
+    partial.write_text(json.dumps(values, indent=2))
+    os.replace(partial, path)
+
+
+def _update_status(run_dir: Path, state: str, **extra: Any) -> None:
+    # Same format as fertools.train.write_status, without importing TensorFlow.
+    current = _read_json(run_dir / STATUS_FILE) or {}
+    current.update(extra, state=state, updated=time.time())
+    _write_json(run_dir / STATUS_FILE, current)
+
+
+def _root(root: str | os.PathLike | None) -> Path:
+    return Path(root) if root is not None else runs_dir()
+
+
+def _run_dir(run_id: str, root: str | os.PathLike | None = None) -> Path:
+    folder = _root(root) / run_id
+    if run_id.startswith(("_", ".")) or "/" in run_id or not folder.is_dir():
+        raise JobError(f"there is no run {run_id!r}.")
+    return folder
+
+
+def max_jobs() -> int:
+    """How many jobs may train at once (``FERLAB_MAX_JOBS``, default 1)."""
+    try:
+        return max(1, int(os.environ.get("FERLAB_MAX_JOBS", "1")))
+    except ValueError:
+        return 1
+
+
+def new_run_id() -> str:
+    """A sortable, unique run id such as ``20261120-231500-ab12``."""
+    return f"{datetime.now():%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
+
+
+# --- submitting ------------------------------------------------------------------------------
+
+
+def dataset_digest(dataset: Dataset) -> str:
+    """SHA-1 of a dataset's content (faces, labels, splits, classes)."""
+    digest = hashlib.sha1()
+    for array in (dataset.images, dataset.labels, dataset.split):
+        digest.update(str(array.shape).encode())
+        digest.update(array.tobytes())
+    digest.update("|".join(dataset.classes).encode())
+    return digest.hexdigest()
+
+
+def save_dataset(dataset: Dataset, root: str | os.PathLike | None = None) -> Path:
+    """Save ``dataset`` once under ``runs/_datasets/<sha1>.npz``; return its path."""
+    from fertools.data import save_npz
+
+    folder = _root(root) / DATASETS
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{dataset_digest(dataset)}.npz"
+    if not path.exists():
+        partial = path.with_name(path.stem + ".partial.npz")
+        save_npz(dataset, partial)
+        os.replace(partial, path)
+    return path
+
+
+def submit(
+    dataset: Dataset,
+    config: TrainConfig,
+    name: str | None = None,
+    dataset_label: str = "",
+    *,
+    sweep: dict | None = None,
+    root: str | os.PathLike | None = None,
+) -> str:
+    """Queue a training run of ``config`` on ``dataset`` and start its worker; return the run id.
+
+    Returns at once: the worker waits for a free slot, then trains. Raises
+    ``ValueError`` with one sentence if ``config`` cannot work.
+    """
+    config.validate()
+    root = _root(root)
+    dataset_path = save_dataset(dataset, root)
+    run_id = new_run_id()
+    while (root / run_id).exists():
+        run_id = new_run_id()
+    run_dir = root / run_id
+    run_dir.mkdir(parents=True)
+    created = time.time()
+    job = {
+        "id": run_id,
+        "name": name or f"{config.architecture}, {config.epochs} epochs, batch {config.batch_size}",
+        "created": created,
+        "created_iso": datetime.fromtimestamp(created).isoformat(timespec="seconds"),
+        "dataset": {"path": str(dataset_path), "label": dataset_label, "size": len(dataset)},
+        "config": config.to_dict(),
+        "sweep": sweep,
+        "state": "queued",
+    }
+    _write_json(run_dir / JOB_FILE, job)
+    _update_status(run_dir, "queued", reason="", created=created)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    try:
+        with (run_dir / LOG_FILE).open("ab") as log:
+            worker = subprocess.Popen(
+                [sys.executable, "-m", "fertools.jobs", str(run_dir)],
+                cwd=PROJECT_ROOT,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                # NOTE: its own session, so the worker outlives the page, the server
+                # and a Ctrl-C in the terminal that started them.
+                start_new_session=True,
+            )
+    except OSError as error:
+        _update_status(
+            run_dir, "failed", reason=f"the worker could not start ({error})", finished=time.time()
+        )
+        raise JobError(f"the training worker could not start ({error}).") from None
+    _children.append(worker)
+    _write_json(run_dir / JOB_FILE, {**job, "pid": worker.pid})
+    return run_id
+
+
+def sweep(
+    dataset: Dataset,
+    base: TrainConfig,
+    grid: dict[str, list],
+    dataset_label: str = "",
+    *,
+    root: str | os.PathLike | None = None,
+) -> list[str]:
+    """Queue one run per combination of ``grid`` values over ``base``; return the run ids.
+
+    ``grid`` maps TrainConfig fields to values, e.g. ``{"batch_size": [32, 64,
+    128, 256], "epochs": [50, 100]}`` (the internship report's Table 1) queues
+    eight runs. Raises ``ValueError`` for an unknown field or an empty list.
+    """
+    unknown = [key for key in grid if key not in type(base).__dataclass_fields__]
+    if unknown:
+        raise ValueError(f"cannot sweep over {', '.join(unknown)}: not training settings")
+    if not grid or any(len(values) == 0 for values in grid.values()):
+        raise ValueError("every swept setting needs at least one value")
+    keys = list(grid)
+    combos = [dict(zip(keys, values)) for values in itertools.product(*(grid[k] for k in keys))]
+    configs = [replace(base, **combo) for combo in combos]
+    for config in configs:  # all or nothing: check every config before queueing any
+        config.validate()
+    sweep_id = new_run_id()
+    run_ids = []
+    for combo, config in zip(combos, configs):
+        name = "sweep " + ", ".join(f"{key}={value}" for key, value in combo.items())
+        run_ids.append(
+            submit(dataset, config, name, dataset_label, sweep={"id": sweep_id, "values": combo}, root=root)
+        )
+    return run_ids
+
+
+# --- reading runs ----------------------------------------------------------------------------
+
+
+def _reap() -> None:
+    for child in list(_children):
+        if child.poll() is not None:
+            _children.remove(child)
+
+
+def _pid_alive(pid: int | None, worker_only: bool) -> bool:
+    """Whether ``pid`` is a live process (and, if ``worker_only``, a FER Lab worker)."""
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process: alive
+    proc = Path(f"/proc/{pid}")
+    if proc.exists():
+        try:
+            if (proc / "stat").read_text().rsplit(")", 1)[1].split()[0] in ("Z", "X"):
+                return False  # exited, not yet reaped by its parent
+            if worker_only and b"fertools.jobs" not in (proc / "cmdline").read_bytes():
+                return False  # the pid was reused by another program
+        except (OSError, IndexError):
+            pass
+    return True
+
+
+def _load_run(run_dir: Path) -> dict | None:
+    """Raw job, status and liveness for one folder; None if it is no run."""
+    job = _read_json(run_dir / JOB_FILE)
+    status = _read_json(run_dir / STATUS_FILE) or {}
+    managed = job is not None
+    if job is None:
+        # A run started from the command line (fertools.cli train): shown read-only.
+        config = _read_json(run_dir / "config.json")
+        if config is None or not status:
+            return None
+        job = {
+            "id": run_dir.name,
+            "name": run_dir.name,
+            "created": status.get("started", 0.0),
+            "config": config,
+            "dataset": {"label": "(command line)"},
+        }
+    state = status.get("state", job.get("state", "queued"))
+    if state in ACTIVE_STATES:
+        pid = status.get("pid") or job.get("pid")
+        if pid is None and managed and time.time() - job.get("created", 0) < 30:
+            pass  # submit() is still starting the worker
+        elif not _pid_alive(pid, worker_only=managed):
+            # The worker writes its final state before it exits, so re-read before
+            # calling the run failed: it may have finished a moment ago.
+            status = _read_json(run_dir / STATUS_FILE) or status
+            state = status.get("state", state)
+            if state in ACTIVE_STATES:
+                state, status = "failed", {**status, "state": "failed", "reason": DEAD_WORKER}
+                if managed:
+                    _update_status(run_dir, "failed", reason=DEAD_WORKER, finished=time.time())
+    return {"job": job, "status": status, "state": state, "managed": managed}
+
+
+def _run_folders(root: Path) -> list[Path]:
+    if not root.is_dir():
+        return []
+    return sorted(
+        (p for p in root.iterdir() if p.is_dir() and not p.name.startswith(("_", "."))), key=lambda p: p.name
+    )
+
+
+def _info(run_dir: Path, raw: dict, queue_position: int | None) -> RunInfo:
+    from fertools.train import TrainConfig
+
+    job, status = raw["job"], raw["status"]
+    try:
+        config = TrainConfig.from_dict(job.get("config") or {})
+    except (TypeError, ValueError):
+        config = TrainConfig()
+    return RunInfo(
+        id=run_dir.name,
+        name=job.get("name") or run_dir.name,
+        state=raw["state"],
+        created=float(job.get("created") or 0.0),
+        config=config,
+        dataset_label=(job.get("dataset") or {}).get("label", ""),
+        metrics=_read_json(run_dir / "metrics.json") if raw["state"] in DONE_STATES else None,
+        progress=_read_json(run_dir / "progress.json"),
+        queue_position=queue_position,
+        reason=status.get("reason", "") or "",
+        run_dir=run_dir,
+        started=status.get("started"),
+        finished=status.get("finished"),
+        sweep=job.get("sweep"),
+        managed=raw["managed"],
+    )
+
+
+def _queued_ids(raws: dict[Path, dict]) -> list[str]:
+    queued = [
+        (raw["job"].get("created", 0.0), folder.name)
+        for folder, raw in raws.items()
+        if raw["state"] == "queued"
+    ]
+    return [run_id for _, run_id in sorted(queued)]
+
+
+def list_runs(root: str | os.PathLike | None = None) -> list[RunInfo]:
+    """Every run under the runs folder, newest first."""
+    _reap()
+    raws = {folder: raw for folder in _run_folders(_root(root)) if (raw := _load_run(folder))}
+    queued = _queued_ids(raws)
+    infos = [
+        _info(folder, raw, queued.index(folder.name) + 1 if folder.name in queued else None)
+        for folder, raw in raws.items()
+    ]
+    return sorted(infos, key=lambda info: (info.created, info.id), reverse=True)
+
+
+def get_run(run_id: str, root: str | os.PathLike | None = None) -> RunInfo:
+    """One run; ``JobError`` if there is none with this id."""
+    _reap()
+    run_dir = _run_dir(run_id, root)
+    raw = _load_run(run_dir)
+    if raw is None:
+        raise JobError(f"{run_id} is not a training run.")
+    return _info(run_dir, raw, queue_position(run_id, root) if raw["state"] == "queued" else None)
+
+
+def queue_position(run_id: str, root: str | os.PathLike | None = None) -> int | None:
+    """1-based place of ``run_id`` among queued runs (oldest first); None if it is not queued."""
+    _reap()
+    raws = {folder: raw for folder in _run_folders(_root(root)) if (raw := _load_run(folder))}
+    queued = _queued_ids(raws)
+    return queued.index(run_id) + 1 if run_id in queued else None
+
+
+def history(run_id: str, root: str | os.PathLike | None = None) -> list[dict]:
+    """The run's history.csv: one dict of floats per finished epoch (epoch is 0-based, as Keras writes it)."""
+    from fertools.train import read_history
+
+    return read_history(_run_dir(run_id, root))
+
+
+def cancel(run_id: str, root: str | os.PathLike | None = None) -> None:
+    """Ask a queued or running job to stop.
+
+    A queued run is marked cancelled at once; a running one stops at its next
+    batch, saves its best epoch so far and is marked cancelled by its worker.
+    Cancelling a finished run does nothing.
+    """
+    run_dir = _run_dir(run_id, root)
+    if not (run_dir / JOB_FILE).exists():
+        raise JobError(f"{run_id} was started from the command line; stop it there (Ctrl-C).")
+    (run_dir / CANCEL_FILE).touch()
+    status = _read_json(run_dir / STATUS_FILE) or {}
+    if status.get("state") == "queued":
+        _update_status(
+            run_dir, "cancelled", reason="cancelled by the user before it started", finished=time.time()
+        )
+
+
+def delete_run(run_id: str, root: str | os.PathLike | None = None) -> None:
+    """Delete a finished, failed or cancelled run's folder (and its dataset if no run needs it)."""
+    info = get_run(run_id, root)
+    if not info.managed:
+        raise JobError(f"{run_id} was started from the command line; delete its folder by hand.")
+    if info.state not in DONE_STATES:
+        raise JobError(f"{run_id} is still {info.state}; cancel it first.")
+    job = _read_json(info.run_dir / JOB_FILE) or {}
+    shutil.rmtree(info.run_dir)
+    dataset_path = (job.get("dataset") or {}).get("path")
+    if dataset_path:
+        still_used = any(
+            ((_read_json(folder / JOB_FILE) or {}).get("dataset") or {}).get("path") == dataset_path
+            for folder in _run_folders(_root(root))
+        )
+        if not still_used:
+            Path(dataset_path).unlink(missing_ok=True)
+
+
+# --- the worker --------------------------------------------------------------------------------
+
+
+def _take_slot(root: Path) -> int | None:
+    """Lock a free slot file; the open descriptor (kept for life) holds the slot."""
+    folder = root / SLOTS
+    folder.mkdir(parents=True, exist_ok=True)
+    for index in range(max_jobs()):
+        handle = os.open(folder / f"slot-{index}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(handle)
+            continue
+        return handle
+    return None
+
+
+def _wait_for_slot(run_dir: Path) -> int | None:
+    """Block until this run holds a slot; None if it was cancelled while queued."""
+    root = run_dir.parent
+    while True:
+        if (run_dir / CANCEL_FILE).exists():
+            return None
+        try:
+            position = queue_position(run_dir.name, root)
+        except OSError:  # a run folder changed under us (deleted, half written): look again
+            time.sleep(POLL_SECONDS)
+            continue
+        # Only the runs at the head of the queue try, so runs start in the order they were queued.
+        if position is None or position <= max_jobs():
+            slot = _take_slot(root)
+            if slot is not None:
+                return slot
+        time.sleep(POLL_SECONDS)
+
+
+def run_worker(run_dir: str | os.PathLike) -> int:
+    """The worker's body: wait for a slot, then train; return the process exit code."""
+    run_dir = Path(run_dir).resolve()
+    job = _read_json(run_dir / JOB_FILE)
+    if job is None:
+        print(f"{run_dir} holds no {JOB_FILE}", file=sys.stderr)
+        return 2
+    status = _read_json(run_dir / STATUS_FILE) or {}
+    if status.get("state") not in (None, "queued"):
+        print(f"run {run_dir.name} is already {status['state']}", file=sys.stderr)
+        return 0
+    _update_status(run_dir, "queued", pid=os.getpid())
+    slot = _wait_for_slot(run_dir)
+    if slot is None or (run_dir / CANCEL_FILE).exists():
+        _update_status(
+            run_dir, "cancelled", reason="cancelled by the user before it started", finished=time.time()
+        )
+        return 0
+    _update_status(run_dir, "running", pid=os.getpid(), started=time.time(), phase="loading")
+    try:
+        # Heavy imports only now that this worker may train.
+        from fertools.data import load_npz
+        from fertools.train import TrainConfig, train
+
+        dataset = load_npz(job["dataset"]["path"])
+        config = TrainConfig.from_dict(job["config"])
+        result = train(
+            dataset,
+            config,
+            run_dir,
+            should_stop=lambda: (run_dir / CANCEL_FILE).exists(),
+            command=f"python -m fertools.jobs {run_dir}",
+        )
+    except Exception as error:  # noqa: BLE001 - any failure must end as a failed run, not a hang
+        status = _read_json(run_dir / STATUS_FILE) or {}
+        if status.get("state") != "failed":  # train() records its own failures
+            _update_status(run_dir, "failed", reason=f"{type(error).__name__}: {error}", finished=time.time())
+        print(f"run {run_dir.name} failed: {type(error).__name__}: {error}", file=sys.stderr)
+        return 1
+    print(f"run {run_dir.name} {result.status} {result.reason}".rstrip(), file=sys.stderr)
+    return 0 if result.status != "failed" else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python -m fertools.jobs RUN_DIR", file=sys.stderr)
+        return 2
+    return run_worker(args[0])
+
+
+__all__ = [
+    "JobError",
+    "RunInfo",
+    "cancel",
+    "delete_run",
+    "get_run",
+    "history",
+    "list_runs",
+    "max_jobs",
+    "queue_position",
+    "submit",
+    "sweep",
+]
+
+if __name__ == "__main__":
+    sys.exit(main())

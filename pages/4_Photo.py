@@ -1,0 +1,187 @@
+"""Photo: find every face in a picture, classify each one, and show what the model looked at."""
+
+from __future__ import annotations
+
+import plotly.graph_objects as go
+import streamlit as st
+
+from fertools import stats
+from fertools.constants import FER2013_CLASSES
+from fertools.gradcam import gradcam, overlay
+from fertools.modelcard import ModelLoadError
+from fertools.preprocess import load_photo
+from fertools.recognize import CLASS_COLOURS, draw_faces
+from fertools.samples import sample_crop, sample_photo
+from fertools.synthetic import SYNTHETIC_NOTE
+from ui.common import get_recognizer, model_picker, page_setup
+
+UPLOAD, SAMPLE = "Upload a photo", "Sample picture"
+PORTRAIT, CROP = "Portrait", "48×48 crop"
+#: Faces shown in detail; a class photo can hold dozens.
+MAX_DETAILED = 6
+#: Pictures smaller than this (a bare face crop) are shown enlarged instead of annotated.
+MIN_ANNOTATED_SIDE = 160
+
+page_setup("Photo", "🖼️")
+st.title("🖼️ Photo")
+st.caption(
+    "The detector (OpenCV's Haar cascade) finds upright frontal faces; each one is cropped with a small "
+    "margin, turned grey and shrunk to 48×48, exactly like the training data, and classified."
+)
+
+
+def new_sample() -> None:
+    st.session_state["photo_seed"] = int(st.session_state.get("photo_seed", 0)) + 1
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def heatmap(model_dir: str, created: str, face, class_index: int):
+    """Grad-CAM of one 48x48 face for one class; None if the model has no convolutional layer.
+
+    ``created`` (the card's time stamp) is only part of the key: a model retrained into the
+    same folder gets fresh heatmaps.
+    """
+    try:
+        return gradcam(get_recognizer(model_dir).model, face, class_index)
+    except ValueError:
+        return None
+
+
+def probability_chart(probabilities: dict[str, float], top: str) -> go.Figure:
+    names = list(probabilities)
+    colours = [
+        "rgb({2},{1},{0})".format(*CLASS_COLOURS.get(name, (160, 160, 160))) if name == top else "lightgrey"
+        for name in names
+    ]
+    figure = go.Figure(
+        go.Bar(
+            x=[probabilities[name] for name in names],
+            y=names,
+            orientation="h",
+            marker_color=colours,
+            text=[f"{probabilities[name]:.0%}" for name in names],
+            textposition="outside",
+        )
+    )
+    figure.update_layout(
+        height=40 + 28 * len(names),
+        margin={"t": 10, "b": 10, "l": 10, "r": 10},
+        xaxis={"range": [0, 1.15], "tickformat": ".0%", "title": "probability"},
+        yaxis={"autorange": "reversed"},
+        showlegend=False,
+    )
+    return figure
+
+
+# --- picture and model ---------------------------------------------------------------------
+
+source_column, model_column = st.columns([3, 2])
+with model_column:
+    model_dir = model_picker(key="photo_model")
+with source_column:
+    source = st.radio("Picture", [UPLOAD, SAMPLE], index=1, horizontal=True, key="photo_source")
+if model_dir is None:
+    st.stop()
+
+if source == UPLOAD:
+    uploaded = st.file_uploader(
+        "A photo with one or more faces", type=["jpg", "jpeg", "png", "webp", "bmp"], key="photo_upload"
+    )
+    if uploaded is None:
+        st.info("Upload a photo, or switch to a sample picture. Photos are processed in memory and not kept.")
+        st.stop()
+    try:
+        frame = load_photo(uploaded.getvalue())
+    except ValueError as error:
+        st.error(f"{uploaded.name}: {error}")
+        st.stop()
+else:
+    emotion_column, kind_column, seed_column, button_column = st.columns(
+        [2, 2, 1, 1], vertical_alignment="bottom"
+    )
+    emotion = emotion_column.selectbox("Emotion", FER2013_CLASSES, index=3, key="photo_emotion")
+    kind = kind_column.radio(
+        "Kind",
+        [PORTRAIT, CROP],
+        horizontal=True,
+        key="photo_kind",
+        help="A bare 48×48 crop, like a FER2013 image, is too small for the face detector.",
+    )
+    seed = seed_column.number_input("Seed", min_value=0, step=1, key="photo_seed")
+    button_column.button("🎲 New sample", on_click=new_sample, width="stretch")
+    frame = sample_photo(emotion, int(seed)) if kind == PORTRAIT else sample_crop(emotion, int(seed))
+    st.caption(f"{SYNTHETIC_NOTE} The model does not know which emotion was drawn.")
+
+try:
+    recognizer = get_recognizer(model_dir)
+except ModelLoadError as error:
+    st.error(f"Could not load the model: {error}")
+    st.stop()
+
+# --- faces ---------------------------------------------------------------------------------
+
+with st.spinner("Finding faces…"):
+    results = recognizer.analyze(frame)
+whole_image = False
+if not results:
+    st.warning(
+        "No face found. The detector needs an upright, frontal face at least about 40 pixels wide "
+        "(after the picture is shrunk to 1280 pixels on its longest side)."
+    )
+    whole_image = st.checkbox(
+        "Treat the whole picture as one face",
+        key="photo_whole_image",
+        help="For pictures that already are a face crop, like FER2013's 48×48 images.",
+    )
+    if whole_image:
+        results = [recognizer.analyze_face(frame)]
+
+height, width = frame.shape[:2]
+if not results:
+    st.image(frame, channels="BGR", caption=f"{width}×{height} pixels")
+    st.stop()
+
+picture_column, detail_column = st.columns([3, 2], gap="large")
+if min(height, width) >= MIN_ANNOTATED_SIDE:
+    picture_column.image(
+        draw_faces(frame, results),
+        channels="BGR",
+        caption=f"{len(results)} face(s) in {width}×{height} pixels",
+        width="stretch",
+    )
+else:
+    picture_column.image(
+        stats.upscale(frame, max(1, MIN_ANNOTATED_SIDE * 2 // min(height, width))),
+        channels="BGR",
+        caption=f"The whole {width}×{height} picture, used as one face",
+    )
+
+with detail_column:
+    detailed = results[:MAX_DETAILED]
+    tabs = (
+        st.tabs([f"Face {n}" for n in range(1, len(detailed) + 1)]) if len(detailed) > 1 else [st.container()]
+    )
+    for number, (tab, result) in enumerate(zip(tabs, detailed), start=1):
+        with tab:
+            st.subheader(f"Face {number}: {result.label} ({result.confidence:.0%})")
+            face_column, cam_column = st.columns(2)
+            face_column.image(stats.upscale(result.face, 4), caption="What the model sees: 48×48 grey, 4×")
+            cam = heatmap(
+                model_dir, recognizer.card.created, result.face, recognizer.classes.index(result.label)
+            )
+            if cam is None:
+                cam_column.info("This model has no convolutional layer to explain with Grad-CAM.")
+            else:
+                cam_column.image(
+                    overlay(result.face, cam, size=192),
+                    caption=f"Grad-CAM for '{result.label}': red pushed the model towards it",
+                )
+            st.plotly_chart(
+                probability_chart(result.probabilities, result.label), key=f"photo_chart_{number}"
+            )
+    if len(results) > MAX_DETAILED:
+        st.caption(
+            f"{len(results) - MAX_DETAILED} more faces are boxed in the picture but not detailed here."
+        )
+with st.expander("Raw results"):
+    st.json([result.to_dict() for result in results])

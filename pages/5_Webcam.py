@@ -1,0 +1,222 @@
+"""Webcam: live facial emotion recognition on your camera, with a readout and an emotion timeline."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import streamlit as st
+
+from fertools.modelcard import ModelLoadError
+from fertools.preprocess import decode_image
+from fertools.webcam import FrameProcessor, StreamWatch, WebcamSettings, parse_ice_servers, timeline_figure
+from ui.common import get_recognizer, model_picker, page_setup
+
+try:
+    import av
+    from streamlit_webrtc import WebRtcMode, webrtc_streamer
+
+    WEBRTC_ERROR = None
+except ImportError as error:  # aiortc/av missing or broken: snapshots still work
+    WEBRTC_ERROR = f"live video is unavailable on this server ({error})."
+
+#: While streaming, the readout refreshes this often (s), the timeline chart less often.
+READOUT_EVERY_S = 1.0
+TIMELINE_EVERY_S = 3.0
+#: The live chart shows this many recent seconds; the CSV has the whole timeline.
+TIMELINE_SHOWN_S = 60.0
+
+page_setup("Webcam", "📷")
+st.title("📷 Webcam")
+st.caption(
+    "Live emotion recognition: your browser streams the camera to this server, which finds faces, "
+    "classifies each one and streams the annotated video back. Nothing is recorded."
+)
+
+
+def ice_servers() -> tuple[list[dict], str | None]:
+    """STUN/TURN servers from ``FERLAB_ICE_SERVERS`` (JSON) or ``st.secrets["ice_servers"]``; [] if none."""
+    try:
+        raw = os.environ.get("FERLAB_ICE_SERVERS") or st.secrets.get("ice_servers")
+    except (FileNotFoundError, KeyError):  # no secrets file: nothing configured
+        raw = None
+    try:
+        return parse_ice_servers(raw), None
+    except ValueError as error:
+        return [], f"Ignoring the configured ICE servers: {error}"
+
+
+# --- controls -----------------------------------------------------------------------------
+
+model_column, face_column, smooth_column, toggle_column = st.columns([3, 2, 2, 2])
+with model_column:
+    model_dir = model_picker(key="webcam_model")
+with face_column:
+    min_face = st.slider(
+        "Minimum face size (px)",
+        30,
+        300,
+        60,
+        step=10,
+        key="webcam_min_face",
+        help="Smaller faces are ignored. Larger values are faster and skip faces in the background.",
+    )
+with smooth_column:
+    smoothing = st.slider(
+        "Smoothing",
+        0.0,
+        0.95,
+        0.6,
+        step=0.05,
+        key="webcam_smoothing",
+        help="Weight of the past in each face's moving average: 0 shows every frame's raw guess.",
+    )
+with toggle_column:
+    bars = st.toggle("Probability bars", value=True, key="webcam_bars")
+    mirror = st.toggle("Mirror", value=True, key="webcam_mirror", help="Flip left-right, like a mirror.")
+
+if model_dir is None:
+    st.stop()
+try:
+    recognizer = get_recognizer(model_dir)
+except ModelLoadError as error:
+    st.error(f"The model could not be loaded: {error}")
+    st.stop()
+
+settings = WebcamSettings(min_face=min_face, smoothing=smoothing, bars=bars, mirror=mirror)
+# NOTE: one processor per session, kept in session_state: the frame callback runs in
+# streamlit-webrtc's worker thread, where st.* and session_state must not be touched, so
+# the callback only holds this object; the page reads its lock-guarded readout.
+processor: FrameProcessor | None = st.session_state.get("webcam_processor")
+if processor is None:
+    processor = st.session_state["webcam_processor"] = FrameProcessor(recognizer, settings)
+processor.set_recognizer(recognizer)
+processor.configure(settings)
+watch: StreamWatch = st.session_state.setdefault("webcam_watch", StreamWatch())
+
+use_snapshots = st.toggle(
+    "Use camera snapshots instead of live video",
+    key="webcam_use_snapshots",
+    disabled=WEBRTC_ERROR is not None,
+    help="For networks where the live connection cannot be made.",
+)
+
+
+def make_callback(frame_processor: FrameProcessor):
+    def callback(frame: av.VideoFrame) -> av.VideoFrame:
+        image = frame.to_ndarray(format="bgr24")
+        return av.VideoFrame.from_ndarray(frame_processor.process(image), format="bgr24")
+
+    return callback
+
+
+def show_readout(ctx) -> None:
+    """Each face's smoothed emotion, fps and ms per frame; re-run every second while streaming."""
+    readout = processor.readout()
+    active = ctx is not None and (ctx.state.playing or ctx.state.signalling)
+    problem = watch.update(active, readout.frames, time.monotonic())
+    if problem != st.session_state.get("webcam_problem"):
+        st.session_state["webcam_problem"] = problem
+        st.rerun()  # the whole page: it shows or hides the snapshot fallback
+    if readout.error:
+        st.error(f"Frames could not be analysed: {readout.error}")
+    with st.container(key="webcam_readout", border=True):
+        if not readout.frames:
+            waiting = "Connecting…" if active else "Press **START** to begin;"
+            st.caption(f"{waiting} the readout appears here once frames arrive.")
+        elif not readout.faces:
+            st.markdown("**No face in view.** Face the camera, come closer, or lower the minimum face size.")
+        for face in readout.faces:
+            st.metric(f"Face {face.face_id}", f"{face.label} {face.confidence:.0%}")
+        if readout.frames:
+            st.markdown(f"**{readout.fps:.1f} fps** · {readout.ms_per_frame:.0f} ms per frame")
+
+
+def show_timeline() -> None:
+    """The emotion timeline chart and its CSV; refreshed less often (a Plotly figure is not free)."""
+    table = processor.timeline_frame()
+    if len(table):
+        faces = sorted(table["face"].unique().tolist())
+        face_id = faces[0]
+        if len(faces) > 1:
+            face_id = st.selectbox(
+                "Timeline of",
+                faces,
+                index=len(faces) - 1,
+                key="webcam_timeline_face",
+                format_func=lambda i: f"Face {i}",
+            )
+        st.plotly_chart(timeline_figure(table, face_id, last_s=TIMELINE_SHOWN_S), key="webcam_timeline_chart")
+        left, right = st.columns(2)
+        left.download_button(
+            "Download timeline (CSV)",
+            processor.timeline_csv,  # built only when clicked, not on every refresh
+            file_name="emotion_timeline.csv",
+            mime="text/csv",
+            key="webcam_timeline_csv",
+            on_click="ignore",
+        )
+        right.button("Clear timeline", key="webcam_clear", on_click=processor.reset)
+
+
+def show_snapshots() -> None:
+    """The fallback: a camera snapshot analysed with the same model and settings."""
+    st.subheader("Snapshots")
+    shot = st.camera_input("Take a snapshot", key="webcam_snapshot")
+    if shot is None:
+        return
+    image = decode_image(shot.getvalue())
+    if image is None:
+        st.error("The snapshot could not be read as an image; take another one.")
+        return
+    annotated, faces = processor.snapshot(image)
+    picture, numbers = st.columns([3, 2])
+    picture.image(annotated, channels="BGR", caption="Snapshot, analysed")
+    with numbers:
+        if not faces:
+            st.info("No face found: face the camera in good light, or lower the minimum face size.")
+        for number, face in enumerate(faces, start=1):
+            st.metric(f"Face {number}", f"{face.label} {face.confidence:.0%}")
+            st.dataframe(
+                {"emotion": list(face.probabilities), "probability": list(face.probabilities.values())},
+                column_config={"probability": st.column_config.ProgressColumn(min_value=0.0, max_value=1.0)},
+                hide_index=True,
+                key=f"webcam_snapshot_probabilities_{number}",
+            )
+
+
+# --- live video -----------------------------------------------------------------------------
+
+servers, ice_warning = ice_servers()
+if ice_warning:
+    st.warning(ice_warning)
+
+ctx = None
+if WEBRTC_ERROR:
+    st.warning(f"Snapshots only: {WEBRTC_ERROR}")
+elif not use_snapshots:
+    video_column, readout_column = st.columns([3, 2])
+    with video_column:
+        ctx = webrtc_streamer(
+            key="webcam",
+            mode=WebRtcMode.SENDRECV,
+            video_frame_callback=make_callback(processor),
+            media_stream_constraints={"video": True, "audio": False},
+            rtc_configuration={"iceServers": servers},
+            async_processing=True,
+        )
+        if not servers:
+            st.caption(
+                "No STUN/TURN server is configured, which is fine on this computer (localhost). "
+                "Viewing from another network? Set `FERLAB_ICE_SERVERS` or `ice_servers` in secrets."
+            )
+    live = ctx.state.playing or ctx.state.signalling
+    with readout_column:
+        st.fragment(run_every=READOUT_EVERY_S if live else None)(show_readout)(ctx)
+        st.fragment(run_every=TIMELINE_EVERY_S if live else None)(show_timeline)()
+
+problem = st.session_state.get("webcam_problem")
+if problem and not use_snapshots:
+    st.warning(f"{problem} Snapshots below work without a live connection.")
+if WEBRTC_ERROR or use_snapshots or problem:
+    show_snapshots()

@@ -1,0 +1,162 @@
+"""AppTests for the Home, Dataset, Augmentation and Photo pages: each runs without an exception.
+
+Every test gets its own data folder (``FERLAB_DATA_DIR``, see conftest.py) holding a small
+fer2013-style CSV of synthetic faces with one bad row, so the data-root listing, the
+rejected-rows report and switching datasets are exercised. The Photo page runs an untrained
+model copied into the temporary runs folder, not the shipped one.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from fertools import data
+
+ROOT = Path(__file__).resolve().parent.parent
+#: Loading TensorFlow and the built-in dataset on a busy 2-core machine takes a while.
+TIMEOUT = 180
+CSV_NAME = "tiny_fer2013.csv"
+
+
+@pytest.fixture
+def tiny_csv(ferlab_dirs: dict[str, Path]) -> Path:
+    """42 synthetic faces (6 per class) as fer2013.csv, plus one row with too few pixels."""
+    dataset = data.load_builtin(n_per_class=6, seed=1)
+    path = ferlab_dirs["data"] / CSV_NAME
+    path.write_bytes(data.to_fer2013_csv(dataset) + b"3,1 2 3,Training\n")
+    return path
+
+
+def app(page: str) -> AppTest:
+    return AppTest.from_file(str(ROOT / page), default_timeout=TIMEOUT)
+
+
+def button(at: AppTest, label: str):
+    """The one button whose label contains ``label``."""
+    (found,) = [b for b in at.button if label in b.label]
+    return found
+
+
+def metrics(at: AppTest) -> dict[str, str]:
+    return {metric.label: metric.value for metric in at.metric}
+
+
+def test_home(tiny_csv):
+    at = app("app.py").run()
+    assert not at.exception
+    shown = [element.value for element in at.markdown]
+    assert "**Built-in synthetic faces**" in shown
+    assert "**CPU**" in shown or any(text.startswith("**GPU") for text in shown)
+    assert any(
+        "validation accuracy" in caption.value or "not evaluated" in caption.value for caption in at.caption
+    )
+    assert len(at.get("page_link")) >= 3  # Dataset, Augmentation, Photo (Train and Webcam when present)
+
+
+def test_dataset_page_loads_uses_and_reports(tiny_csv):
+    at = app("pages/1_Dataset.py").run()
+    assert not at.exception
+    assert metrics(at)["Faces"] == "4,200"  # the built-in set
+    options = at.selectbox(key="dataset_choice").options
+    assert CSV_NAME in options  # found under FERLAB_DATA_DIR
+
+    at.selectbox(key="dataset_choice").set_value(CSV_NAME).run()
+    assert not at.exception
+    values = metrics(at)
+    assert values["Faces"] == "42" and values["Rejected rows"] == "1"
+    expected = data.load(tiny_csv, use_cache=False)
+    assert values["train split"] == f"{int((expected.split == 'train').sum()):,}"
+    assert len(at.get("plotly_chart")) == 2  # class balance, pixel histogram
+    assert at.tabs[3].label == "Rejected (1)"
+    assert len(at.get("download_button")) == 2
+
+    button(at, "Use this dataset").click().run()
+    assert not at.exception
+    assert at.session_state["dataset_source"] == str(tiny_csv)
+    assert at.session_state["dataset_label"] == CSV_NAME
+    assert not [b for b in at.button if "Use this dataset" in b.label]
+
+    # Paging and reshuffling the sample grid.
+    button(at, "Reshuffle").click().run()
+    assert at.session_state["sample_seed"] == 1
+    at.selectbox(key="sample_class").set_value(3).run()
+    at.toggle(key="mean_face_difference").set_value(True).run()
+    assert not at.exception
+
+
+def test_dataset_page_reports_bad_files_in_one_sentence(ferlab_dirs):
+    (ferlab_dirs["data"] / "notes.csv").write_text("this,is\nnot,faces\n")
+    (ferlab_dirs["data"] / "all_bad.csv").write_text("emotion,pixels,Usage\n9,1 2 3,Training\n0,1 2,Oops\n")
+    at = app("pages/1_Dataset.py").run()
+    at.selectbox(key="dataset_choice").set_value("notes.csv").run()
+    assert not at.exception
+    assert len(at.error) == 1
+    assert "not a FER dataset" in at.error[0].value
+
+    at.selectbox(key="dataset_choice").set_value("all_bad.csv").run()
+    assert not at.exception
+    assert [e.value for e in at.error] == ["all_bad.csv holds no usable faces."]
+    assert metrics(at)["Rejected rows"] == "2"
+    assert len(at.dataframe) == 2  # reasons, examples
+
+
+def test_augmentation_page_hands_settings_to_training(tiny_csv):
+    at = app("pages/2_Augmentation.py").run()
+    assert not at.exception
+    assert at.session_state["augment_config"] is None
+
+    at.slider(key="aug_rotation").set_value(35.0).run()
+    at.slider(key="aug_erasing").set_value(0.5).run()
+    button(at, "Use for training").click().run()
+    assert not at.exception
+    stored = at.session_state["augment_config"]
+    assert stored["rotation"] == 35.0 and stored["erasing"] == 0.5
+    assert any("will use these settings" in s.value for s in at.success)
+
+    button(at, "Re-roll").click().run()
+    assert at.session_state["aug_seed"] == 1
+    button(at, "All off").click().run()
+    assert not at.exception
+    assert at.session_state["aug_rotation"] == 0.0
+    assert at.session_state["augment_config"]["rotation"] == 35.0  # unchanged until used again
+
+
+@pytest.fixture
+def tiny_run_model(tiny_model_dir: Path, ferlab_dirs: dict[str, Path]) -> Path:
+    """The untrained test model, as the finished run ``tiny`` in the temporary runs folder."""
+    target = ferlab_dirs["runs"] / "tiny" / "model"
+    shutil.copytree(tiny_model_dir, target)
+    return target
+
+
+def test_photo_page_sample_and_whole_image(tiny_run_model):
+    at = app("pages/4_Photo.py")
+    at.session_state["model_dir"] = str(tiny_run_model)
+    at.run()
+    assert not at.exception
+    assert at.selectbox(key="photo_model").value == "Run tiny"
+    # The default picture is a sample portrait: one face, found and explained.
+    assert at.subheader[0].value.startswith("Face 1: ")
+    assert len(at.get("plotly_chart")) == 1
+
+    button(at, "New sample").click().run()
+    assert not at.exception
+    assert at.number_input(key="photo_seed").value == 1
+
+    at.radio(key="photo_kind").set_value("48×48 crop").run()
+    assert not at.exception
+    assert any("No face found" in w.value for w in at.warning)
+    assert not at.subheader
+
+    at.checkbox(key="photo_whole_image").check().run()
+    assert not at.exception
+    assert at.subheader[0].value.startswith("Face 1: ")
+    assert len(at.get("plotly_chart")) == 1
+
+    at.radio(key="photo_source").set_value("Upload a photo").run()
+    assert not at.exception
+    assert at.info  # asks for a file
