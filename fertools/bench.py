@@ -774,16 +774,18 @@ def _training_speed(
     from fertools import train as training
 
     keras.utils.set_random_seed(config.seed)
+    steps_per_epoch = EPOCH_IMAGES // config.batch_size
     previous = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy(policy)
     timer = _step_timer(warmup, warmup + steps)
     try:
         with training.default_strategy().scope():
             model = models.create(architecture, len(FER2013_CLASSES), INPUT_SHAPE)
+            training.fit_batchnorm_momentum(model, steps_per_epoch)
             # The very wrapper train() fits: augmentation layers in front of the model.
             trainer = training._with_augmentation(model, config.augment, config.seed)
             trainer.compile(
-                optimizer=training.make_optimizer(config, EPOCH_IMAGES // config.batch_size),
+                optimizer=training.make_optimizer(config, steps_per_epoch),
                 loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
                 metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
                 jit_compile=xla,

@@ -54,8 +54,9 @@ class HaarFaceDetector:
     its own (cheap) copy.
     """
 
-    min_face: int = 40
-    scale_factor: float = 1.1
+    min_face: int = 60
+    #: 1.2 rather than OpenCV's 1.1: half the pyramid levels, and webcam faces are large.
+    scale_factor: float = 1.2
     min_neighbors: int = 5
     max_side: int = 320
     cascade: str = "haarcascade_frontalface_default.xml"

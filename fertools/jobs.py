@@ -236,6 +236,8 @@ def submit(
     _update_status(run_dir, "queued", reason="", created=created)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # On a GPU, TensorFlow would otherwise take all its memory, starving a second job or the app.
+    env.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
     try:
         with (run_dir / LOG_FILE).open("ab") as log:
             worker = subprocess.Popen(

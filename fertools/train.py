@@ -462,7 +462,9 @@ def train(
     epochs_done = len(history)
     losses = [row.get("loss", math.nan) for row in history]
     if trainer.stop_training and (not losses or not np.isfinite(losses[-1])) and not tracker.cancelled:
-        reason = (f"the loss became NaN in epoch {epochs_done + 1}: the learning rate "
+        # Keras ends (and CSVLogger logs) the epoch that went NaN before stopping: it is the last row.
+        nan_epoch = int(history[-1]["epoch"]) + 1 if history else 1
+        reason = (f"the loss became NaN in epoch {nan_epoch}: the learning rate "
                   f"({config.learning_rate}) is probably too high")
         write_status(run_dir, "failed", reason=reason, finished=time.time())
         return TrainResult(run_dir, "failed", reason, {}, epochs_done)

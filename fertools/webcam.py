@@ -5,14 +5,19 @@ from streamlit-webrtc's worker thread, while the page's own thread reads
 :meth:`FrameProcessor.readout` and :meth:`FrameProcessor.timeline_frame` to
 draw the live readout. Everything the two threads share sits behind one lock
 and is either replaced whole (immutable snapshots) or copied on read, so the
-frame thread never waits on the page for more than a few microseconds.
+frame thread never waits on the page for longer than a list copy.
 
 Per frame: optional mirror, :meth:`Recognizer.analyze` (Haar detector with
 this viewer's minimum face size, then one batched model call), faces matched
 to the previous frame's by box overlap (IoU) so each keeps an id, class
 probabilities smoothed per face with an exponential moving average, then
 :func:`draw_faces`. Nothing heavy is built per frame: the detector is rebuilt
-only when the minimum face size changes.
+only when the minimum face size changes, and the model's first (tracing) call
+happens when the processor is built, not on the first frame.
+
+For the page around it: :func:`parse_ice_servers` (STUN/TURN settings),
+:class:`StreamWatch` (a stream that never delivers a frame) and
+:func:`timeline_figure` (the Plotly timeline).
 
 Frames are BGR ``uint8`` ``(H, W, 3)`` (see :mod:`fertools.constants`).
 :func:`write_y4m` and :func:`demo_frame` make fake-camera videos from synthetic
@@ -89,7 +94,8 @@ class TimelineRow(NamedTuple):
     probabilities: tuple[float, ...]  # in the classes' order
 
 
-#: Frames per second and milliseconds per frame are measured over this many recent seconds.
+#: Frames per second and milliseconds per frame are measured over this many recent seconds
+#: (or the last two frames, when they are further apart).
 TIMING_WINDOW_S = 2.0
 
 
@@ -330,7 +336,8 @@ class FrameProcessor:
 
     def _record_timing(self, start: float, end: float) -> None:
         self._timings.append((start, end - start))
-        while start - self._timings[0][0] > TIMING_WINDOW_S:
+        # Keep two frames at least, so a stream slower than the window still shows its rate.
+        while len(self._timings) > 2 and start - self._timings[0][0] > TIMING_WINDOW_S:
             self._timings.popleft()
 
     def _fps(self) -> float:

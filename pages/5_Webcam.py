@@ -205,11 +205,18 @@ elif not use_snapshots:
             rtc_configuration={"iceServers": servers},
             async_processing=True,
         )
+        # NOTE: errors the browser meets before connecting (camera blocked, no camera) show up in
+        # the component only; it tells the script nothing, so the way out is spelled out here.
+        hint = (
+            "Camera blocked or the connection fails? The reason appears in the video box; switch on "
+            "**Use camera snapshots** above to analyse single pictures instead."
+        )
         if not servers:
-            st.caption(
-                "No STUN/TURN server is configured, which is fine on this computer (localhost). "
-                "Viewing from another network? Set `FERLAB_ICE_SERVERS` or `ice_servers` in secrets."
+            hint += (
+                " No STUN/TURN server is configured, which is fine on this computer (localhost); from "
+                "another network set `FERLAB_ICE_SERVERS` or `ice_servers` in secrets."
             )
+        st.caption(hint)
     live = ctx.state.playing or ctx.state.signalling
     with readout_column:
         st.fragment(run_every=READOUT_EVERY_S if live else None)(show_readout)(ctx)

@@ -204,7 +204,7 @@ def test_results_of_a_finished_run_then_delete_it(tiny_source, tiny_builtin, fer
     assert "Overfitting" in shown and "dropout" in shown  # the diagnosis, with remedies
     assert [t.label for t in at.tabs] == ["Confusion matrix", "Per class", "Mistakes", "Diagnosis", "Model"]
     assert len(at.tabs[1].dataframe[0].value) == 7  # per-class precision, recall, F1
-    assert at.tabs[2].get("imgs")  # the gallery of the most frequent confusion
+    assert at.tabs[2].get("image")  # the gallery of the most frequent confusion
     assert "This run saved no model" in shown
 
     # Pick the other confusion pair: the predicted-class list never offers the true class itself.

@@ -185,6 +185,17 @@ def test_timing_forgets_frames_older_than_the_window():
     assert readout.fps == pytest.approx(10.0)
 
 
+def test_a_very_slow_stream_still_shows_its_rate():
+    box = (100, 100, 120, 120)
+    clock = iter([0.0, 1.0, 5.0, 8.0, 10.0, 13.0]).__next__  # 1 s, 3 s, 3 s of work, a frame every 5 s
+    processor = FrameProcessor(ScriptedRecognizer(itertools.repeat([(box, one_hot("fear"))])), clock=clock)
+    for _ in range(3):
+        processor.process(BLANK)
+    readout = processor.readout()
+    assert readout.fps == pytest.approx(0.2)
+    assert readout.ms_per_frame == pytest.approx(3000.0)
+
+
 def test_timeline_rows_and_csv():
     boxes = [(0, 0, 100, 100), (300, 0, 100, 100)]
     script = itertools.repeat([(boxes[0], one_hot("happy", 0.9)), (boxes[1], one_hot("angry", 0.8))])

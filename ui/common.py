@@ -7,7 +7,11 @@ Session-state keys are initialised once, in :func:`init_state`.
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
+
+# A shared server must not let its own TensorFlow grab the whole GPU: training workers need it.
+os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
 
 import streamlit as st
 

@@ -1,0 +1,52 @@
+"""The Photo page: an uploaded photo comes back annotated, with each face's probabilities."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import cv2
+import pytest
+
+from fertools.constants import DEFAULT_MODEL_DIR
+from fertools.modelcard import read_card
+from fertools.samples import sample_photo
+
+pytestmark = pytest.mark.browser
+
+
+def test_uploaded_photo_shows_faces_and_probabilities(app, tmp_path: Path) -> None:
+    classes = list(read_card(DEFAULT_MODEL_DIR).classes)
+    photo = tmp_path / "portrait.jpg"
+    assert cv2.imwrite(str(photo), sample_photo("surprise", seed=2))
+
+    app.goto("/Photo", "Raw results", timeout_s=180)
+    app.page.get_by_text("Upload a photo", exact=True).click()
+    app.wait("Upload a photo, or switch to a sample picture")
+    assert not app.page.get_by_text(re.compile(r"^Face 1:")).count()  # the sample's results are gone
+
+    app.page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(photo))
+    app.wait("face(s) in 640×480 pixels", timeout_s=120)
+
+    heading = app.page.get_by_role("heading", name=re.compile(r"^Face 1: ")).first.inner_text()
+    match = re.fullmatch(r"Face 1: (\w+) \((\d+)%\)", heading.strip())
+    assert match, heading
+    label, percent = match.group(1), int(match.group(2))
+    assert label in classes
+    assert 100 / len(classes) <= percent + 1 <= 101  # the top class has at least an even share
+
+    # The annotated photo, the 48x48 crop and its Grad-CAM, all actually loaded.
+    images = app.page.locator('[data-testid="stImage"] img')
+    assert images.count() >= 3
+    assert all(images.nth(i).evaluate("img => img.complete && img.naturalWidth > 0") for i in range(3))
+
+    # The probability bars: one per class in the card's order, labelled with percentages.
+    bars = [trace for chart in app.plotly_charts() for trace in chart if trace["type"] == "bar"]
+    assert len(bars) == 1
+    assert bars[0]["y"] == classes
+    assert all(re.fullmatch(r"\d+%", text) for text in bars[0]["text"])
+    assert abs(sum(bars[0]["x"]) - 1) < 1e-3
+    assert f"{percent}%" in bars[0]["text"]
+
+    app.page.mouse.move(0, 0)
+    app.screenshot("photo")
