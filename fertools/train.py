@@ -274,6 +274,21 @@ def fit_batchnorm_momentum(model: keras.Model, steps_per_epoch: int) -> None:
             layer.momentum = momentum
 
 
+def _even_batch(size: int, batch: int, replicas: int) -> int:
+    """A batch size whose first batch splits evenly over ``replicas``.
+
+    Keras 3 builds a model under a distribution strategy from the mean of the
+    first batch's per-replica parts, which fails when they differ in size (a
+    validation split smaller than a batch with an odd number of faces).
+    """
+    if replicas <= 1:
+        return batch
+    batch = max(replicas, batch - batch % replicas)
+    if size >= batch:
+        return batch
+    return max(replicas, size - size % replicas)
+
+
 def default_strategy() -> tf.distribute.Strategy:
     """``MirroredStrategy`` over all GPUs when there are several, else the default strategy."""
     gpus = tf.config.list_logical_devices("GPU")
@@ -410,11 +425,13 @@ def train(
     previous_policy = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy("mixed_float16" if use_mixed else "float32")
     strategy = strategy or default_strategy()
-    global_batch = config.batch_size
+    replicas = strategy.num_replicas_in_sync
+    global_batch = _even_batch(len(train_set), config.batch_size, replicas)
+    val_batch = _even_batch(len(val_set), 256, replicas)
     steps = max(1, len(train_set) // global_batch)
 
     started = time.time()
-    write_status(run_dir, "running", started=started, pid=os.getpid(), reason="",
+    write_status(run_dir, "running", started=started, pid=os.getpid(), reason="", command=command,
                  train_size=len(train_set), val_size=len(val_set))
     try:
         with strategy.scope():
@@ -430,7 +447,7 @@ def train(
             )
         train_ds = make_dataset(train_set.images, train_set.labels, num_classes, global_batch, True,
                                 config.seed, sample_weights, config.mixup)
-        val_ds = (make_dataset(val_set.images, val_set.labels, num_classes, 256, False, config.seed)
+        val_ds = (make_dataset(val_set.images, val_set.labels, num_classes, val_batch, False, config.seed)
                   if len(val_set) else None)
 
         monitor = "val_accuracy" if val_ds is not None else "accuracy"
@@ -470,8 +487,9 @@ def train(
         return TrainResult(run_dir, "failed", reason, {}, epochs_done)
     if best_path.exists():
         model.load_weights(best_path)
-    metrics = _finish(model, data, val_set if len(val_set) else train_set, config, run_dir,
-                      time.time() - started, epochs_done, command)
+    final_set = val_set if len(val_set) else train_set
+    metrics = _finish(model, data, final_set, config, run_dir, time.time() - started, epochs_done, command,
+                      batch_size=_even_batch(len(final_set), 256, replicas))
     state = "cancelled" if tracker.cancelled else "finished"
     reason = "cancelled by the user" if tracker.cancelled else ""
     write_status(run_dir, state, reason=reason, finished=time.time(), accuracy=metrics["accuracy"])
@@ -513,9 +531,10 @@ class _BestWeights(keras.callbacks.Callback):
 
 
 def _finish(model: keras.Model, data: Dataset, val_set: Dataset, config: TrainConfig, run_dir: Path,
-            seconds: float, epochs_done: int, command: str) -> dict:
-    plain = evaluate(model, val_set.images, val_set.labels, data.classes)
-    flipped = evaluate(model, val_set.images, val_set.labels, data.classes, tta=True)
+            seconds: float, epochs_done: int, command: str, model_dir: Path | None = None,
+            notes: list[str] | None = None, epochs_run: int | None = None, batch_size: int = 256) -> dict:
+    plain = evaluate(model, val_set.images, val_set.labels, data.classes, batch_size=batch_size)
+    flipped = evaluate(model, val_set.images, val_set.labels, data.classes, tta=True, batch_size=batch_size)
     metrics = {
         **plain.to_dict(),
         "accuracy_flip_tta": flipped.accuracy,
@@ -527,7 +546,7 @@ def _finish(model: keras.Model, data: Dataset, val_set: Dataset, config: TrainCo
     np.savez_compressed(run_dir / "val_predictions.npz", images=val_set.images, labels=val_set.labels,
                         probabilities=plain.probabilities, classes=np.array(data.classes))
     card = ModelCard(
-        name=run_dir.name,
+        name=model_dir.name if model_dir else run_dir.name,
         architecture=config.architecture,
         classes=list(data.classes),
         input_shape=list(model.input_shape[1:]),
@@ -551,7 +570,11 @@ def _finish(model: keras.Model, data: Dataset, val_set: Dataset, config: TrainCo
             "split": "; ".join(data.notes) or "as given by the source",
         },
     )
-    save_model_dir(model, card, run_dir / "model")
+    card.notes = list(notes or [])
+    if epochs_run is not None:
+        card.training["epochs_run"] = epochs_run
+        card.training["best_epoch"] = epochs_done
+    save_model_dir(model, card, model_dir or run_dir / "model")
     return metrics
 
 
@@ -571,3 +594,35 @@ __all__ = [
     "resume_config",
     "train",
 ]
+
+
+def export_best(
+    run_dir: str | os.PathLike,
+    dataset: Dataset,
+    out_dir: str | os.PathLike | None = None,
+    *,
+    note: str = "",
+    command: str = "",
+) -> dict:
+    """Evaluate a run's best epoch so far and save it as a model folder (default ``run_dir/model``).
+
+    Works while the run is still going or after it was interrupted: the model is
+    rebuilt from ``config.json`` and ``best.weights.h5``, evaluated on the same
+    seeded validation split, and written with a full card. Returns the metrics.
+    """
+    run_dir = Path(run_dir)
+    config = resume_config(run_dir)
+    best = json.loads((run_dir / "best.weights.json").read_text())
+    data = dataset.with_validation(config.val_fraction, config.seed)
+    model = models.create(config.architecture, len(data.classes), (*data.images.shape[1:], 1),
+                          **config.model_kwargs)
+    model.load_weights(run_dir / "best.weights.h5")
+    status = json.loads((run_dir / "status.json").read_text()) if (run_dir / "status.json").exists() else {}
+    history = read_history(run_dir)
+    seconds = float(status.get("finished", time.time()) - status.get("started", time.time()))
+    command = command or status.get("command", "")
+    target = Path(out_dir) if out_dir else run_dir / "model"
+    metrics = _finish(model, data, data.subset("val"), config, run_dir, seconds, int(best["epoch"]), command,
+                      model_dir=target, notes=[note] if note else [],
+                      epochs_run=len(history))
+    return metrics

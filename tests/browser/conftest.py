@@ -156,8 +156,6 @@ def streamlit_url(ferlab_server_dirs: dict[str, Path], tmp_path_factory: pytest.
     finally:
         _stop_group(server)
         _stop_workers(ferlab_server_dirs["runs"])
-        if server.returncode not in (0, -signal.SIGTERM, None):
-            print(f"streamlit server log ({log_path}):\n{log_path.read_text()[-3000:]}")
 
 
 @pytest.fixture(scope="session")

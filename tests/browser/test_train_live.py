@@ -72,6 +72,11 @@ def test_training_curves_grow_live_then_confusion_matrix(app, tiny_dataset: Path
     assert heatmaps[0]["x"] == list(FER2013_CLASSES) and heatmaps[0]["y"] == list(FER2013_CLASSES)
     assert "Validation accuracy" in app.text()
 
+    picker = page.locator('[data-testid="stSelectbox"]').filter(has_text="Run")
+    print("DEBUG picker shows:", picker.inner_text())
+    picker.click()
+    print("DEBUG options:", page.get_by_role("option").all_inner_texts())
+    page.keyboard.press("Escape")
     page.get_by_role("heading", name="Watch a run").evaluate("h => h.scrollIntoView({block: 'start'})")
     page.mouse.move(0, 0)
     page.wait_for_timeout(500)
