@@ -230,6 +230,7 @@ def cmd_predict(args) -> int:
         if not annotate.parent.is_dir():
             raise UserError(f"predict: the folder {annotate.parent} does not exist")
 
+    from fertools.faces import photo_detector
     from fertools.recognize import Recognizer, draw_faces
 
     try:
@@ -238,7 +239,10 @@ def cmd_predict(args) -> int:
         raise UserError(str(error)) from None
     results = []
     for path, image in zip(args.images, images):
-        faces = recognizer.analyze(image) if not args.whole else [recognizer.analyze_face(image)]
+        if args.whole:
+            faces = [recognizer.analyze_face(image)]
+        else:
+            faces = recognizer.analyze(image, detector=photo_detector())
         results.append([face.to_dict() for face in faces])
         if args.annotate:
             out = Path(args.annotate)
@@ -253,6 +257,17 @@ def cmd_predict(args) -> int:
                 print(f"  box {list(face.box)} {face.label} " + ", ".join(f"{k} {v:.2f}" for k, v in top))
     if args.json:
         print(json.dumps(results))
+    return 0
+
+
+def cmd_card(args) -> int:
+    from fertools.modelcard import ModelLoadError, card_markdown, read_card
+
+    try:
+        card = read_card(args.model)
+    except ModelLoadError as error:
+        raise UserError(str(error)) from None
+    print(card.to_json() if args.json else card_markdown(card), end="" if not args.json else "\n")
     return 0
 
 
@@ -323,6 +338,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--annotate", metavar="OUT.png", help="write the image with boxes and labels")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("card", help="a model folder's card as Markdown (or --json)")
+    p.add_argument("model", nargs="?", default=str(DEFAULT_MODEL_DIR))
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_card)
 
     p = sub.add_parser("bench", help="speed of loading, recognition and training, against the baselines")
     p.add_argument("--quick", action="store_true", help="small sizes, for CI")

@@ -486,6 +486,8 @@ def _parse_row_slowly(field: bytes, sep: bytes) -> tuple[np.ndarray | None, str]
             return None, "non-numeric pixel value"
         if not np.isfinite(values).all():
             return None, "non-numeric pixel value"
+        if (values != np.round(values)).any():  # "12.0" from a float export is fine, "1.5" is not
+            return None, "non-integer pixel value"
     if values.min() < 0 or values.max() > 255:
         return None, "pixel value outside 0..255"
     return values.astype(np.uint8), ""

@@ -67,10 +67,18 @@ def predict_proba(
     With ``tta`` the prediction is the mean over the face and its mirror image.
     """
     x = faces.reshape(len(faces), faces.shape[1], faces.shape[2], 1).astype("float32")
+    # A model built under a multi-device strategy predicts across replicas, and fails on a batch
+    # that does not split evenly over them: pad with copies of the last face, then drop those rows.
+    strategy = getattr(model, "distribute_strategy", None)
+    replicas = int(getattr(strategy, "num_replicas_in_sync", 1))
+    count = len(x)
+    if replicas > 1:
+        batch_size = max(replicas, batch_size - batch_size % replicas)
+        x = np.concatenate([x, np.repeat(x[-1:], -count % replicas, axis=0)])
     probabilities = model.predict(x, batch_size=batch_size, verbose=0)
     if tta:
         probabilities = (probabilities + model.predict(x[:, :, ::-1], batch_size=batch_size, verbose=0)) / 2
-    return np.asarray(probabilities, dtype="float32")
+    return np.asarray(probabilities[:count], dtype="float32")
 
 
 def report(probabilities: np.ndarray, labels: np.ndarray, classes: tuple[str, ...], tta: bool = False) -> Evaluation:

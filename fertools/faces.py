@@ -44,6 +44,27 @@ def _cascade_path(name: str) -> Path:
     return path
 
 
+def drop_nested(boxes: list[Box], inside: float = 0.6) -> list[Box]:
+    """Drop boxes that lie mostly (``inside`` of their area) within a larger kept box.
+
+    A cascade at fine scale steps often also fires on part of a face (eyes and
+    nose) inside the face's own box; that is one face, not two. ``boxes`` must be
+    sorted largest first.
+    """
+    kept: list[Box] = []
+    for x, y, w, h in boxes:
+        nested = False
+        for kx, ky, kw, kh in kept:
+            overlap_w = min(x + w, kx + kw) - max(x, kx)
+            overlap_h = min(y + h, ky + kh) - max(y, ky)
+            if overlap_w > 0 and overlap_h > 0 and overlap_w * overlap_h >= inside * w * h:
+                nested = True
+                break
+        if not nested:
+            kept.append((x, y, w, h))
+    return kept
+
+
 @dataclass
 class HaarFaceDetector:
     """OpenCV's Haar cascade, tuned for webcam frames.
@@ -88,4 +109,17 @@ class HaarFaceDetector:
         )
         boxes = [tuple(int(round(v / scale)) for v in box) for box in np.asarray(found).reshape(-1, 4)]
         # Largest first: the person nearest the camera is usually the one that matters.
-        return sorted(boxes, key=lambda b: -b[2] * b[3])
+        return drop_nested(sorted(boxes, key=lambda b: -b[2] * b[3]))
+
+
+#: Still photos are not real-time: search finer (OpenCV's 1.1 steps), smaller faces, more pixels.
+PHOTO_DETECTOR_SETTINGS = {"min_face": 30, "scale_factor": 1.1, "max_side": 800}
+_photo_detector: HaarFaceDetector | None = None
+
+
+def photo_detector() -> HaarFaceDetector:
+    """The shared detector for still photos (group pictures, small faces); safe across threads."""
+    global _photo_detector
+    if _photo_detector is None:
+        _photo_detector = HaarFaceDetector(**PHOTO_DETECTOR_SETTINGS)
+    return _photo_detector

@@ -120,3 +120,42 @@ def load_model_dir(path: str | os.PathLike) -> tuple[keras.Model, ModelCard]:
     except (ValueError, OSError, TypeError) as error:
         raise ModelLoadError(f"{model_path} could not be loaded ({error}).") from None
     return model, card
+
+
+def card_markdown(card: ModelCard) -> str:
+    """The card's figures as Markdown: summary, per-class table and confusion matrix (for READMEs)."""
+    metrics, training, dataset = card.metrics, card.training, card.dataset
+    lines = [f"**{card.name}** · architecture `{card.architecture}` · {card.parameters:,} parameters · "
+             f"input {'x'.join(map(str, card.input_shape))} grayscale"]
+    if "accuracy" in metrics:
+        line = f"Validation accuracy **{metrics['accuracy']:.2%}**"
+        if "accuracy_flip_tta" in metrics:
+            line += f" ({metrics['accuracy_flip_tta']:.2%} with flip test-time augmentation)"
+        if "macro_f1" in metrics:
+            line += f", macro F1 {metrics['macro_f1']:.3f}"
+        lines.append(line + f", on {metrics.get('n', '?')} faces ({dataset.get('split', '')}).")
+    if dataset:
+        lines.append(f"Data: {dataset.get('source', '?')}; sizes {dataset.get('sizes', {})}.")
+    if training:
+        epochs = training.get("epochs_run", training.get("epochs"))
+        lines.append(f"Training: {epochs} epochs (best epoch {training.get('best_epoch', training.get('epochs'))}),"
+                     f" {training.get('seconds', 0) / 3600:.1f} h on {training.get('hardware', '?')};"
+                     f" TensorFlow {training.get('tensorflow', '?')}, Keras {training.get('keras', '?')}.")
+        if training.get("command"):
+            lines.append(f"Command: `{training['command']}`")
+    for note in card.notes:
+        lines.append(f"Note: {note}")
+    text = "\n\n".join(lines)
+    per_class = metrics.get("per_class") or {}
+    if per_class:
+        text += "\n\n| class | precision | recall | F1 | support |\n|---|---|---|---|---|\n"
+        text += "\n".join(f"| {name} | {v['precision']:.3f} | {v['recall']:.3f} | {v['f1']:.3f} | {v['support']} |"
+                          for name, v in per_class.items())
+    confusion = metrics.get("confusion")
+    if confusion:
+        short = [name[:4] for name in card.classes]
+        text += "\n\nConfusion matrix (rows: true class, columns: predicted):\n\n"
+        text += "| | " + " | ".join(short) + " |\n|---|" + "---|" * len(short) + "\n"
+        text += "\n".join(f"| {name} | " + " | ".join(str(v) for v in row) + " |"
+                          for name, row in zip(card.classes, confusion))
+    return text + "\n"

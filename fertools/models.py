@@ -86,6 +86,15 @@ def pixel_input(input_shape: tuple[int, int, int]) -> tuple[keras.KerasTensor, k
     return inputs, layers.Rescaling(1.0 / 255, name="rescale")(inputs)
 
 
+def conv_bn_relu(
+    x: keras.KerasTensor, filters: int, name: str, kernel_size: int = 3, use_bias: bool = True
+) -> keras.KerasTensor:
+    """Conv2D (same padding) -> BatchNormalization -> ReLU, with layers named ``{name}_conv/_bn/_relu``."""
+    x = layers.Conv2D(filters, kernel_size, padding="same", use_bias=use_bias, name=f"{name}_conv")(x)
+    x = layers.BatchNormalization(name=f"{name}_bn")(x)
+    return layers.Activation("relu", name=f"{name}_relu")(x)
+
+
 def classifier_output(x: keras.KerasTensor, num_classes: int) -> keras.KerasTensor:
     """Dense logits then a float32 softmax (safe under mixed precision)."""
     x = layers.Dense(num_classes, name="logits")(x)

@@ -275,18 +275,16 @@ def fit_batchnorm_momentum(model: keras.Model, steps_per_epoch: int) -> None:
 
 
 def _even_batch(size: int, batch: int, replicas: int) -> int:
-    """A batch size whose first batch splits evenly over ``replicas``.
+    """A batch size that splits evenly over ``replicas``, and no larger than ``size`` allows.
 
-    Keras 3 builds a model under a distribution strategy from the mean of the
-    first batch's per-replica parts, which fails when they differ in size (a
-    validation split smaller than a batch with an odd number of faces).
+    Under a distribution strategy Keras 3 builds the model from the mean of the
+    first batch's per-replica parts, which fails when they differ in size, and
+    BatchNormalization fails on a replica that gets no faces at all.
     """
     if replicas <= 1:
         return batch
     batch = max(replicas, batch - batch % replicas)
-    if size >= batch:
-        return batch
-    return max(replicas, size - size % replicas)
+    return batch if size >= batch else max(replicas, size - size % replicas)
 
 
 def default_strategy() -> tf.distribute.Strategy:
@@ -427,7 +425,9 @@ def train(
     strategy = strategy or default_strategy()
     replicas = strategy.num_replicas_in_sync
     global_batch = _even_batch(len(train_set), config.batch_size, replicas)
-    val_batch = _even_batch(len(val_set), 256, replicas)
+    # Per-epoch validation over a whole number of faces per replica (the final metrics use every face).
+    val_rows = len(val_set) - len(val_set) % replicas
+    val_batch = _even_batch(val_rows, 256, replicas)
     steps = max(1, len(train_set) // global_batch)
 
     started = time.time()
@@ -447,8 +447,9 @@ def train(
             )
         train_ds = make_dataset(train_set.images, train_set.labels, num_classes, global_batch, True,
                                 config.seed, sample_weights, config.mixup)
-        val_ds = (make_dataset(val_set.images, val_set.labels, num_classes, val_batch, False, config.seed)
-                  if len(val_set) else None)
+        val_ds = (make_dataset(val_set.images[:val_rows], val_set.labels[:val_rows], num_classes, val_batch,
+                               False, config.seed)
+                  if val_rows else None)
 
         monitor = "val_accuracy" if val_ds is not None else "accuracy"
         tracker = _ProgressCallback(run_dir, config.epochs, steps, global_batch, progress, should_stop)
@@ -467,7 +468,9 @@ def train(
             fit_callbacks.append(keras.callbacks.EarlyStopping(monitor=monitor, patience=config.early_stopping,
                                                                mode="max"))
         fit_callbacks.extend(callbacks)
-        trainer.fit(train_ds, validation_data=val_ds, epochs=config.epochs, callbacks=fit_callbacks, verbose=0)
+        # shuffle=False: train_ds shuffles itself; Keras would only warn that it cannot.
+        trainer.fit(train_ds, validation_data=val_ds, epochs=config.epochs, callbacks=fit_callbacks, verbose=0,
+                    shuffle=False)
     except Exception as error:
         write_status(run_dir, "failed", reason=f"{type(error).__name__}: {error}", finished=time.time())
         raise
@@ -487,9 +490,8 @@ def train(
         return TrainResult(run_dir, "failed", reason, {}, epochs_done)
     if best_path.exists():
         model.load_weights(best_path)
-    final_set = val_set if len(val_set) else train_set
-    metrics = _finish(model, data, final_set, config, run_dir, time.time() - started, epochs_done, command,
-                      batch_size=_even_batch(len(final_set), 256, replicas))
+    metrics = _finish(model, data, val_set if len(val_set) else train_set, config, run_dir,
+                      time.time() - started, epochs_done, command)
     state = "cancelled" if tracker.cancelled else "finished"
     reason = "cancelled by the user" if tracker.cancelled else ""
     write_status(run_dir, state, reason=reason, finished=time.time(), accuracy=metrics["accuracy"])
@@ -532,9 +534,9 @@ class _BestWeights(keras.callbacks.Callback):
 
 def _finish(model: keras.Model, data: Dataset, val_set: Dataset, config: TrainConfig, run_dir: Path,
             seconds: float, epochs_done: int, command: str, model_dir: Path | None = None,
-            notes: list[str] | None = None, epochs_run: int | None = None, batch_size: int = 256) -> dict:
-    plain = evaluate(model, val_set.images, val_set.labels, data.classes, batch_size=batch_size)
-    flipped = evaluate(model, val_set.images, val_set.labels, data.classes, tta=True, batch_size=batch_size)
+            notes: list[str] | None = None, epochs_run: int | None = None) -> dict:
+    plain = evaluate(model, val_set.images, val_set.labels, data.classes)
+    flipped = evaluate(model, val_set.images, val_set.labels, data.classes, tta=True)
     metrics = {
         **plain.to_dict(),
         "accuracy_flip_tta": flipped.accuracy,

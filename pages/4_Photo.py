@@ -7,6 +7,7 @@ import streamlit as st
 
 from fertools import stats
 from fertools.constants import FER2013_CLASSES
+from fertools.faces import photo_detector
 from fertools.gradcam import gradcam, overlay
 from fertools.modelcard import ModelLoadError
 from fertools.preprocess import load_photo
@@ -121,7 +122,7 @@ except ModelLoadError as error:
 # --- faces ---------------------------------------------------------------------------------
 
 with st.spinner("Finding faces…"):
-    results = recognizer.analyze(frame)
+    results = recognizer.analyze(frame, detector=photo_detector())
 whole_image = False
 if not results:
     st.warning(

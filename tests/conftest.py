@@ -12,15 +12,15 @@ import os
 # Before anything imports TensorFlow: keep its C++ start-up chatter out of test logs.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from collections.abc import Callable  # noqa: E402
-from pathlib import Path  # noqa: E402
+from collections.abc import Callable
+from pathlib import Path
 
-import cv2  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
+import cv2
+import numpy as np
+import pytest
 
-from fertools import synthetic  # noqa: E402
-from fertools.data import Dataset, load_builtin  # noqa: E402
+from fertools import synthetic
+from fertools.data import Dataset, load_builtin
 
 #: Frame size of the face fixtures (width, height), like a VGA webcam.
 FRAME_WIDTH, FRAME_HEIGHT = 640, 480
@@ -34,7 +34,11 @@ FACE_ORIGIN = (220, 140)
 def ferlab_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
     """Point the runs, data and cache folders at fresh temporary folders."""
     folders = {}
-    for name, variable in (("runs", "FERLAB_RUNS_DIR"), ("data", "FERLAB_DATA_DIR"), ("cache", "FERLAB_CACHE_DIR")):
+    for name, variable in (
+        ("runs", "FERLAB_RUNS_DIR"),
+        ("data", "FERLAB_DATA_DIR"),
+        ("cache", "FERLAB_CACHE_DIR"),
+    ):
         folder = tmp_path / f"ferlab_{name}"
         folder.mkdir()
         monkeypatch.setenv(variable, str(folder))
@@ -71,6 +75,12 @@ def face_frame(origins: list[tuple[int, int]], side: int = FACE_SIDE, background
 def haar_face_frame() -> np.ndarray:
     """640x480 BGR frame with one 200 px synthetic face at (220, 140) that the Haar detector finds."""
     return face_frame([FACE_ORIGIN])
+
+
+@pytest.fixture
+def haar_face_box() -> tuple[int, int, int, int]:
+    """Where the face of ``haar_face_frame`` was drawn: (x, y, w, h)."""
+    return (*FACE_ORIGIN, FACE_SIDE, FACE_SIDE)
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 import pytest
 
-from fertools import cli, data
+from fertools import cli, data, synthetic
 from fertools.constants import FER2013_CLASSES, PROJECT_ROOT
 from fertools.train import read_history
 
@@ -29,7 +29,12 @@ def run_cli(*argv: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"}
     return subprocess.run(
         [sys.executable, "-m", "fertools", *map(str, argv)],
-        cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=120,
+        check=False,
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 
@@ -50,7 +55,7 @@ def main(argv, capsys) -> tuple[int, str, str]:
 @pytest.fixture
 def class_folder(tmp_path) -> Path:
     """``root/<class>/*.png``: 3 happy, 2 sad and 1 angry synthetic face (6 in all)."""
-    faces, _ = __import__("fertools.synthetic", fromlist=["generate"]).generate(n_per_class=1, seed=3)
+    faces, _ = synthetic.generate(n_per_class=1, seed=3)
     root = tmp_path / "faces"
     for cls, count in (("happy", 3), ("sad", 2), ("angry", 1)):
         (root / cls).mkdir(parents=True)
@@ -93,8 +98,19 @@ def tiny_npz(tmp_path, tiny_builtin) -> Path:
         (["train", "--out", "{tmp}/run", "--epochs", "many"], ["invalid int value"]),
         (["train", "--out", "{tmp}/run", "--resume"], ["holds no run to resume"]),
     ],
-    ids=["missing-file", "wrong-format", "corrupt-zip", "bad-option", "bad-command", "no-command",
-         "bad-output", "missing-model-evaluate", "missing-model-predict", "bad-int", "nothing-to-resume"],
+    ids=[
+        "missing-file",
+        "wrong-format",
+        "corrupt-zip",
+        "bad-option",
+        "bad-command",
+        "no-command",
+        "bad-output",
+        "missing-model-evaluate",
+        "missing-model-predict",
+        "bad-int",
+        "nothing-to-resume",
+    ],
 )
 def test_user_errors_exit_2_with_one_line(tmp_path, argv, fragments):
     (tmp_path / "notes.txt").write_text("dear diary\n")
@@ -109,7 +125,9 @@ def test_user_errors_exit_2_with_one_line(tmp_path, argv, fragments):
 
 
 def test_unknown_preset(tmp_path, tiny_npz, capsys):
-    code, out, err = main(["train", "--data", tiny_npz, "--out", tmp_path / "run", "--preset", "nope"], capsys)
+    code, out, err = main(
+        ["train", "--data", tiny_npz, "--out", tmp_path / "run", "--preset", "nope"], capsys
+    )
     assert code == 2 and out == ""
     assert_one_line_error(err, "unknown preset 'nope'", "quick")
 
@@ -134,7 +152,9 @@ def test_evaluate_errors(tmp_path, tiny_model_dir, class_folder, tiny_npz, capsy
     assert code == 2
     assert_one_line_error(err, "does not exist")
 
-    code, _, err = main(["evaluate", "--model", tiny_model_dir, "--data", class_folder, "--split", "test"], capsys)
+    code, _, err = main(
+        ["evaluate", "--model", tiny_model_dir, "--data", class_folder, "--split", "test"], capsys
+    )
     assert code == 2
     assert_one_line_error(err, "no 'test' split")
 
@@ -192,10 +212,13 @@ def test_convert(tmp_path, class_folder, capsys, suffix):
     code, out, _ = main(["convert", class_folder, out_path], capsys)
 
     assert code == 0
-    assert re.fullmatch(rf"wrote 6 faces to {re.escape(str(out_path))} in [\d.]+ s \(\d+ images/s\); rejected 0\n", out)
+    assert re.fullmatch(
+        rf"wrote 6 faces to {re.escape(str(out_path))} in [\d.]+ s \(\d+ images/s\); rejected 0\n", out
+    )
     original, converted = data.load(class_folder), data.load(out_path)
-    np.testing.assert_array_equal(np.sort(converted.images.reshape(6, -1), axis=0),
-                                  np.sort(original.images.reshape(6, -1), axis=0))
+    np.testing.assert_array_equal(
+        np.sort(converted.images.reshape(6, -1), axis=0), np.sort(original.images.reshape(6, -1), axis=0)
+    )
     names = sorted(converted.classes[i] for i in converted.labels)
     assert names == sorted(original.classes[i] for i in original.labels)
 

@@ -27,10 +27,7 @@ def test_confusion_and_accuracy(hand_made):
     assert hand_made.accuracy == pytest.approx(4 / 6)
     np.testing.assert_array_equal(
         hand_made.confusion,
-        [[2, 1, 0, 0],
-         [0, 1, 1, 0],
-         [0, 0, 1, 0],
-         [0, 0, 0, 0]],
+        [[2, 1, 0, 0], [0, 1, 1, 0], [0, 0, 1, 0], [0, 0, 0, 0]],
     )
     np.testing.assert_array_equal(hand_made.predictions, [0, 0, 1, 1, 2, 2])
 
@@ -47,17 +44,16 @@ def test_precision_recall_f1(hand_made):
 def test_normalised_confusion(hand_made):
     np.testing.assert_allclose(
         hand_made.confusion_normalized,
-        [[2 / 3, 1 / 3, 0, 0],
-         [0, 0.5, 0.5, 0],
-         [0, 0, 1, 0],
-         [0, 0, 0, 0]],
+        [[2 / 3, 1 / 3, 0, 0], [0, 0.5, 0.5, 0], [0, 0, 1, 0], [0, 0, 0, 0]],
     )
 
 
 def test_to_dict_and_table(hand_made):
     values = hand_made.to_dict()
     assert set(values) >= {"accuracy", "n", "per_class", "confusion", "classes", "macro_f1", "tta"}
-    assert values["per_class"]["a"] == pytest.approx({"precision": 1.0, "recall": 2 / 3, "f1": 0.8, "support": 3})
+    assert values["per_class"]["a"] == pytest.approx(
+        {"precision": 1.0, "recall": 2 / 3, "f1": 0.8, "support": 3}
+    )
     assert values["confusion"][0] == [2, 1, 0, 0]
     table = format_table(hand_made)
     assert table.splitlines()[0] == "accuracy 0.6667 on 6 faces"

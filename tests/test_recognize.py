@@ -11,8 +11,6 @@ from fertools.faces import HaarFaceDetector
 from fertools.modelcard import ModelCard, ModelLoadError
 from fertools.recognize import FaceResult, Recognizer, draw_faces
 
-from conftest import FACE_ORIGIN, FACE_SIDE
-
 
 @pytest.fixture(scope="module")
 def recognizer(tiny_model_dir) -> Recognizer:
@@ -49,22 +47,25 @@ def _check_result(result: FaceResult, classes) -> None:
     assert result.face.shape == (48, 48) and result.face.dtype == np.uint8
 
 
-def test_the_fixture_frame_has_a_face_the_detector_finds(haar_face_frame):
+def test_the_fixture_frame_has_a_face_the_detector_finds(haar_face_frame, haar_face_box):
     boxes = HaarFaceDetector().detect(haar_face_frame)
     assert len(boxes) == 1
-    assert _iou(boxes[0], (*FACE_ORIGIN, FACE_SIDE, FACE_SIDE)) > 0.7
+    assert _iou(boxes[0], haar_face_box) > 0.7
 
 
-def test_finds_the_face_and_classifies_it(recognizer, haar_face_frame, monkeypatch):
+def test_finds_the_face_and_classifies_it(recognizer, haar_face_frame, haar_face_box, monkeypatch):
     spy = ClassifySpy(recognizer, monkeypatch)
     results = recognizer.analyze(haar_face_frame)
     assert len(results) == 1
     (result,) = results
-    assert _iou(result.box, (*FACE_ORIGIN, FACE_SIDE, FACE_SIDE)) > 0.7
+    assert _iou(result.box, haar_face_box) > 0.7
     _check_result(result, recognizer.card.classes)
     assert spy.shapes == [(1, 48, 48)]
-    assert result.to_dict() == {"box": list(result.box), "label": result.label,
-                                "probabilities": result.probabilities}
+    assert result.to_dict() == {
+        "box": list(result.box),
+        "label": result.label,
+        "probabilities": result.probabilities,
+    }
 
 
 def test_a_gray_frame_works_too(recognizer, haar_face_frame):
@@ -112,7 +113,9 @@ def test_probabilities_follow_the_card_class_order():
     kernel = np.zeros((48 * 48, 3), np.float32)
     kernel[:, 2] = 1.0 / (48 * 48 * 255)
     dense.set_weights([kernel, np.zeros(3, np.float32)])
-    card = ModelCard(name="three", architecture="custom", classes=["sad", "happy", "angry"], input_shape=[48, 48, 1])
+    card = ModelCard(
+        name="three", architecture="custom", classes=["sad", "happy", "angry"], input_shape=[48, 48, 1]
+    )
     recognizer = Recognizer(model, card)
 
     result = recognizer.analyze_face(np.full((48, 48), 255, np.uint8))
@@ -120,7 +123,9 @@ def test_probabilities_follow_the_card_class_order():
     assert list(result.probabilities) == ["sad", "happy", "angry"]
     assert result.label == "angry"
     e = np.e
-    np.testing.assert_allclose(list(result.probabilities.values()), [1 / (2 + e), 1 / (2 + e), e / (2 + e)], atol=1e-5)
+    np.testing.assert_allclose(
+        list(result.probabilities.values()), [1 / (2 + e), 1 / (2 + e), e / (2 + e)], atol=1e-5
+    )
 
 
 def test_tta_averages_with_the_mirror(tiny_model_dir):
@@ -150,3 +155,13 @@ def test_draw_faces_returns_an_annotated_copy(recognizer, haar_face_frame):
 def test_loading_a_folder_that_is_no_model(tmp_path):
     with pytest.raises(ModelLoadError, match="not a model folder"):
         Recognizer.load(tmp_path)
+
+
+def test_drop_nested_keeps_separate_faces_and_drops_a_box_inside_a_face():
+    from fertools.faces import drop_nested
+
+    face, part_of_face, other_face = (100, 100, 200, 200), (140, 130, 100, 100), (400, 100, 150, 150)
+    assert drop_nested([face, other_face, part_of_face]) == [face, other_face]
+    # Overlapping but mostly outside: a neighbour's face, kept.
+    neighbour = (250, 100, 150, 150)
+    assert drop_nested([face, neighbour]) == [face, neighbour]

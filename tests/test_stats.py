@@ -11,7 +11,7 @@ from PIL import Image
 from fertools import stats
 from fertools.constants import FER2013_CLASSES
 from fertools.data import Dataset
-from fertools.faces import HaarFaceDetector
+from fertools.faces import HaarFaceDetector, photo_detector
 from fertools.preprocess import load_photo
 from fertools.samples import PHOTO_SHAPE, sample_crop, sample_photo
 
@@ -186,7 +186,7 @@ def test_sample_photo_has_one_face_the_detector_finds(emotion):
     photo = sample_photo(emotion, seed=0)
     assert photo.shape == (*PHOTO_SHAPE, 3) and photo.dtype == np.uint8
     np.testing.assert_array_equal(photo, sample_photo(emotion, seed=0))
-    assert len(HaarFaceDetector().detect(photo)) == 1
+    assert len(photo_detector().detect(photo)) == 1
 
 
 def test_sample_crop_is_too_small_for_the_detector():

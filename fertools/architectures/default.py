@@ -16,13 +16,7 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from fertools.models import classifier_output, pixel_input, register
-
-
-def _conv_bn_relu(x: keras.KerasTensor, filters: int, name: str) -> keras.KerasTensor:
-    x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_conv")(x)
-    x = layers.BatchNormalization(name=f"{name}_bn")(x)
-    return layers.Activation("relu", name=f"{name}_relu")(x)
+from fertools.models import classifier_output, conv_bn_relu, pixel_input, register
 
 
 @register(
@@ -42,7 +36,7 @@ def build_default(
     inputs, x = pixel_input(input_shape)
     for stage, (filters, convs) in enumerate(zip(widths, convs_per_stage), start=1):
         for index in range(1, convs + 1):
-            x = _conv_bn_relu(x, filters, name=f"stage{stage}_{index}")
+            x = conv_bn_relu(x, filters, name=f"stage{stage}_{index}", use_bias=False)  # BN has the bias
         x = layers.MaxPooling2D(name=f"stage{stage}_pool")(x)
         if stage > 1:
             x = layers.SpatialDropout2D(0.1 * (stage - 1), name=f"stage{stage}_drop")(x)

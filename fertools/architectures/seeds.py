@@ -11,14 +11,7 @@ from __future__ import annotations
 import keras
 from keras import layers, regularizers
 
-from fertools.models import classifier_output, pixel_input, register
-
-
-def _conv_bn_relu(x, filters: int, kernel_size: int, name: str):
-    """Conv2D (same padding) -> BatchNormalization -> ReLU."""
-    x = layers.Conv2D(filters, kernel_size, padding="same", name=f"{name}_conv")(x)
-    x = layers.BatchNormalization(name=f"{name}_bn")(x)
-    return layers.Activation("relu", name=f"{name}_relu")(x)
+from fertools.models import classifier_output, conv_bn_relu, pixel_input, register
 
 
 @register(
@@ -61,7 +54,7 @@ def internship_cnn(
         [(64, 3), (128, 5), (164, 3), (256, 3)]
     ):
         name = f"block{index + 1}"
-        x = _conv_bn_relu(x, filters, kernel_size, name)
+        x = conv_bn_relu(x, filters, name, kernel_size=kernel_size)
         x = layers.MaxPooling2D(2, name=f"{name}_pool")(x)
         x = layers.Dropout(dropout, name=f"{name}_dropout")(x)
     x = layers.Flatten(name="flatten")(x)

@@ -117,7 +117,9 @@ def tiny_dataset(ferlab_server_dirs: dict[str, Path]) -> Path:
 
 
 @pytest.fixture(scope="session")
-def streamlit_url(ferlab_server_dirs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def streamlit_url(
+    ferlab_server_dirs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
     """Base URL of a ``streamlit run app.py`` server started for this session."""
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
@@ -142,15 +144,24 @@ def streamlit_url(ferlab_server_dirs: dict[str, Path], tmp_path_factory: pytest.
     with log_path.open("wb") as log:
         # Its own process group, so teardown stops the server and anything it spawned, and only that.
         server = subprocess.Popen(
-            command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            command,
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
     try:
         deadline = time.monotonic() + SERVER_START_S
         while not _healthy(url):
             if server.poll() is not None:
-                pytest.fail(f"streamlit exited with code {server.returncode}:\n{log_path.read_text()[-3000:]}")
+                pytest.fail(
+                    f"streamlit exited with code {server.returncode}:\n{log_path.read_text()[-3000:]}"
+                )
             if time.monotonic() > deadline:
-                pytest.fail(f"streamlit did not answer within {SERVER_START_S} s:\n{log_path.read_text()[-3000:]}")
+                pytest.fail(
+                    f"streamlit did not answer within {SERVER_START_S} s:\n{log_path.read_text()[-3000:]}"
+                )
             time.sleep(0.5)
         yield url
     finally:
@@ -158,25 +169,25 @@ def streamlit_url(ferlab_server_dirs: dict[str, Path], tmp_path_factory: pytest.
         _stop_workers(ferlab_server_dirs["runs"])
 
 
-@pytest.fixture(scope="session")
-def fake_camera(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def _fake_camera(folder: Path) -> Path:
     """A Y4M video of a synthetic face (the Haar detector finds it) for Chromium's fake camera."""
     from fertools.webcam import demo_frame, write_y4m
 
-    path = tmp_path_factory.mktemp("camera") / "face.y4m"
+    path = folder / "face.y4m"
     # A few frames, looped by Chromium: the face is still, as it would be in front of a webcam.
     write_y4m(path, [demo_frame("happy", seed=0)] * 10, fps=15)
     return path
 
 
 @pytest.fixture(scope="session")
-def browser(fake_camera: Path):
+def browser(tmp_path_factory: pytest.TempPathFactory):
     """Headless Debian Chromium with a fake camera; skipped (failed on CI) when it is missing."""
     if not CHROMIUM.exists():
         reason = f"{CHROMIUM} not found: install Debian's chromium (apt-get install chromium)"
         if os.environ.get("CI"):
             pytest.fail(reason)
         pytest.skip(reason)
+    fake_camera = _fake_camera(tmp_path_factory.mktemp("camera"))
     from playwright.sync_api import sync_playwright
 
     playwright = sync_playwright().start()
@@ -203,14 +214,29 @@ def browser(fake_camera: Path):
         playwright.stop()
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    # Keep each phase's report on the test, so the page fixture knows whether the test failed.
+    report = yield
+    setattr(item, f"report_{report.when}", report)
+    return report
+
+
 @pytest.fixture
-def page(browser, streamlit_url: str):
-    """A fresh browser tab (its own Streamlit session) at 1280x900; camera allowed for the server."""
+def page(browser, streamlit_url: str, request: pytest.FixtureRequest, tmp_path: Path):
+    """A fresh browser tab (its own Streamlit session) at 1280x900; camera allowed for the server.
+
+    When the test fails, the tab is saved as ``failure.png`` in the test's tmp folder.
+    """
     context = browser.new_context(viewport=VIEWPORT, base_url=streamlit_url)
     context.grant_permissions(["camera"], origin=streamlit_url)
     context.set_default_timeout(30_000)
     tab = context.new_page()
     yield tab
+    report = getattr(request.node, "report_call", None)
+    if report is not None and report.failed:
+        tab.screenshot(path=str(tmp_path / "failure.png"), full_page=True)
+        print(f"failure screenshot: {tmp_path / 'failure.png'}")
     context.close()
 
 

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.browser
 def test_uploaded_photo_shows_faces_and_probabilities(app, tmp_path: Path) -> None:
     classes = list(read_card(DEFAULT_MODEL_DIR).classes)
     photo = tmp_path / "portrait.jpg"
-    assert cv2.imwrite(str(photo), sample_photo("surprise", seed=2))
+    assert cv2.imwrite(str(photo), sample_photo("sad", seed=1))
 
     app.goto("/Photo", "Raw results", timeout_s=180)
     app.page.get_by_text("Upload a photo", exact=True).click()
@@ -27,6 +27,7 @@ def test_uploaded_photo_shows_faces_and_probabilities(app, tmp_path: Path) -> No
 
     app.page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(photo))
     app.wait("face(s) in 640×480 pixels", timeout_s=120)
+    assert "1 face(s) in 640×480 pixels" in app.text()  # the portrait has one face
 
     heading = app.page.get_by_role("heading", name=re.compile(r"^Face 1: ")).first.inner_text()
     match = re.fullmatch(r"Face 1: (\w+) \((\d+)%\)", heading.strip())
