@@ -319,7 +319,9 @@ def _pid_alive(pid: int | None, worker_only: bool) -> bool:
         try:
             if (proc / "stat").read_text().rsplit(")", 1)[1].split()[0] in ("Z", "X"):
                 return False  # exited, not yet reaped by its parent
-            if worker_only and b"fertools.jobs" not in (proc / "cmdline").read_bytes():
+            command = (proc / "cmdline").read_bytes()
+            # Just after Popen the command line can still be empty (the exec has not happened yet).
+            if worker_only and command and b"fertools.jobs" not in command:
                 return False  # the pid was reused by another program
         except (OSError, IndexError):
             pass

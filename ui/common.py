@@ -50,15 +50,24 @@ def page_setup(title: str, icon: str = "🙂") -> None:
 # --- datasets ----------------------------------------------------------------------------
 
 
+def _load_with_progress(source: str | bytes, name: str) -> data.Dataset:
+    # NOTE: the bar is made inside the cached function, so a cache hit replays nothing stale.
+    bar = st.progress(0.0, text=f"Loading {name}…")
+    try:
+        return data.load(source, name=name, progress=lambda fraction, text: bar.progress(min(1.0, fraction), text))
+    finally:
+        bar.empty()
+
+
 @st.cache_resource(max_entries=4, show_spinner=False)
 def _load_source(source: str) -> data.Dataset:
     # Shared by every session: datasets are immutable, and FER2013 is 80 MB.
-    return data.load(source)
+    return _load_with_progress(source, Path(source).name)
 
 
 @st.cache_resource(max_entries=4, show_spinner=False)
 def _load_upload(digest: str, name: str, _payload: bytes) -> data.Dataset:
-    return data.load(_payload, name=name)
+    return _load_with_progress(_payload, name)
 
 
 def load_upload(name: str, payload: bytes) -> str:
