@@ -762,7 +762,7 @@ def bench_training(sizes: Sizes, quick: bool, say: Progress) -> dict:
             "images_per_s": _per_second(steps * config.batch_size, data_seconds),
         },
         "runs": runs,
-        "note": "preset 'default' settings (SGD, cosine, augmentation, sqrt class weights) for every "
+        "note": "preset 'default' settings (optimizer, schedule, augmentation, class weights) for every "
         "architecture, compiled and fitted as fertools.train does; epoch_s extrapolates images/s "
         f"to {EPOCH_IMAGES:,} images",
     }
