@@ -129,7 +129,8 @@ def show_readout(ctx) -> None:
         for face in readout.faces:
             st.metric(f"Face {face.face_id}", f"{face.label} {face.confidence:.0%}")
         if readout.frames:
-            st.markdown(f"**{readout.fps:.1f} fps** · {readout.ms_per_frame:.0f} ms per frame")
+            rate = f"{readout.fps:.1f} fps" if readout.fps > 0 else "– fps"  # a rate needs two frames
+            st.markdown(f"**{rate}** · {readout.ms_per_frame:.0f} ms per frame")
 
 
 def show_timeline() -> None:
