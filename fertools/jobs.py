@@ -584,3 +584,22 @@ __all__ = [
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def stop_children(timeout: float = 60) -> None:
+    """Cancel every worker this process started and wait for each (kill one that hangs).
+
+    For a clean shutdown of a server, and for tests: workers outlive the page
+    runs that start them on purpose, so something has to end them.
+    """
+    for child in _children:
+        run_dir = Path(child.args[-1])
+        if child.poll() is None and run_dir.is_dir():
+            (run_dir / CANCEL_FILE).touch()
+    for child in _children:
+        try:
+            child.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+    _children.clear()

@@ -39,17 +39,7 @@ def stop_workers(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """One job at a time; at the end, stop and reap every worker the page started."""
     monkeypatch.setenv("FERLAB_MAX_JOBS", "1")
     yield
-    for child in list(jobs._children):
-        run_dir = Path(child.args[-1])
-        if child.poll() is None and run_dir.is_dir():
-            (run_dir / jobs.CANCEL_FILE).touch()
-    for child in list(jobs._children):
-        try:
-            child.wait(timeout=60)
-        except Exception:  # noqa: BLE001 - a stuck worker of ours: stop it by its own pid
-            child.kill()
-            child.wait()
-    jobs._children.clear()
+    jobs.stop_children()
 
 
 @pytest.fixture
