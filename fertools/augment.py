@@ -44,8 +44,16 @@ class AugmentConfig:
     @property
     def is_identity(self) -> bool:
         return not any(
-            (self.rotation, self.zoom, self.width_shift, self.height_shift,
-             self.horizontal_flip, self.brightness, self.contrast, self.erasing)
+            (
+                self.rotation,
+                self.zoom,
+                self.width_shift,
+                self.height_shift,
+                self.horizontal_flip,
+                self.brightness,
+                self.contrast,
+                self.erasing,
+            )
         )
 
 
@@ -107,9 +115,7 @@ def build_augmenter(config: AugmentConfig, seed: int | None = None) -> keras.Seq
         stack.append(layers.RandomZoom((-config.zoom, config.zoom), fill_mode="nearest", seed=seed))
     if config.width_shift or config.height_shift:
         stack.append(
-            layers.RandomTranslation(
-                config.height_shift, config.width_shift, fill_mode="nearest", seed=seed
-            )
+            layers.RandomTranslation(config.height_shift, config.width_shift, fill_mode="nearest", seed=seed)
         )
     if config.brightness:
         stack.append(layers.RandomBrightness(config.brightness, value_range=(0, 255), seed=seed))

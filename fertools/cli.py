@@ -64,10 +64,19 @@ def _load_data(source: str, progress: bool = True):
 def cmd_info(args) -> int:
     dataset = _load_data(args.source)
     if args.json:
-        print(json.dumps({
-            "source": dataset.source, "size": len(dataset), "classes": list(dataset.classes),
-            "synthetic": dataset.synthetic, "counts": dataset.counts(), "rejected": dataset.rejected_counts(),
-        }, indent=2))
+        print(
+            json.dumps(
+                {
+                    "source": dataset.source,
+                    "size": len(dataset),
+                    "classes": list(dataset.classes),
+                    "synthetic": dataset.synthetic,
+                    "counts": dataset.counts(),
+                    "rejected": dataset.rejected_counts(),
+                },
+                indent=2,
+            )
+        )
         return 0
     print(dataset.describe())
     counts = dataset.counts()
@@ -76,7 +85,9 @@ def cmd_info(args) -> int:
     for cls in dataset.classes:
         print(f"{cls:<{width}}" + "".join(f"{counts[name][cls]:>8}" for name in counts))
     rejected = dataset.rejected_counts()
-    print("rejected: " + (", ".join(f"{n} {reason}" for reason, n in rejected.items()) if rejected else "none"))
+    print(
+        "rejected: " + (", ".join(f"{n} {reason}" for reason, n in rejected.items()) if rejected else "none")
+    )
     for note in dataset.notes:
         print(f"note: {note}")
     return 0
@@ -95,8 +106,10 @@ def cmd_convert(args) -> int:
     else:
         out.write_bytes(data.to_fer2013_csv(dataset))
     seconds = time.perf_counter() - started
-    print(f"wrote {len(dataset)} faces to {out} in {seconds:.1f} s ({len(dataset) / max(seconds, 1e-9):.0f} images/s);"
-          f" rejected {len(dataset.rejected)}")
+    print(
+        f"wrote {len(dataset)} faces to {out} in {seconds:.1f} s ({len(dataset) / max(seconds, 1e-9):.0f} images/s);"
+        f" rejected {len(dataset.rejected)}"
+    )
     return 0
 
 
@@ -111,10 +124,18 @@ def _train_config(args):
         raise UserError(f"train: unknown preset {args.preset!r}; choose one of {sorted(PRESETS)}")
     config = PRESETS[args.preset] if args.preset else TrainConfig()
     overrides = {
-        "architecture": args.arch, "epochs": args.epochs, "batch_size": args.batch_size,
-        "learning_rate": args.lr, "optimizer": args.optimizer, "schedule": args.schedule,
-        "label_smoothing": args.label_smoothing, "class_weights": args.class_weights, "mixup": args.mixup,
-        "val_fraction": args.val_fraction, "seed": args.seed, "early_stopping": args.early_stopping,
+        "architecture": args.arch,
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "learning_rate": args.lr,
+        "optimizer": args.optimizer,
+        "schedule": args.schedule,
+        "label_smoothing": args.label_smoothing,
+        "class_weights": args.class_weights,
+        "mixup": args.mixup,
+        "val_fraction": args.val_fraction,
+        "seed": args.seed,
+        "early_stopping": args.early_stopping,
         "weight_decay": args.weight_decay,
     }
     config = replace(config, **{k: v for k, v in overrides.items() if v is not None})
@@ -139,10 +160,15 @@ def cmd_train(args) -> int:
     except ValueError as error:
         raise UserError(f"train: {error}") from None
     resumed = (Path(args.out) / "checkpoint").exists()
-    print(f"{'resuming' if resumed else 'training'} {config.architecture} on {dataset.describe()}", file=sys.stderr)
+    print(
+        f"{'resuming' if resumed else 'training'} {config.architecture} on {dataset.describe()}",
+        file=sys.stderr,
+    )
 
     def show(p: train.Progress) -> None:
-        metrics = " ".join(f"{k} {v:.4f}" for k, v in p.logs.items() if k in ("loss", "accuracy", "val_accuracy"))
+        metrics = " ".join(
+            f"{k} {v:.4f}" for k, v in p.logs.items() if k in ("loss", "accuracy", "val_accuracy")
+        )
         text = f"epoch {p.epoch}/{p.epochs} batch {p.batch}/{p.batches} {metrics} eta {_duration(p.eta)}"
         if p.epoch_end:
             print(f"\r{_bar(p.fraction)} {text}", file=sys.stderr, flush=True)
@@ -155,8 +181,10 @@ def cmd_train(args) -> int:
         print(f"train: failed: {result.reason}", file=sys.stderr)
         return 1
     metrics = result.metrics
-    print(f"{result.status}: validation accuracy {metrics['accuracy']:.4f} "
-          f"(flip TTA {metrics['accuracy_flip_tta']:.4f}); model saved in {Path(args.out) / 'model'}")
+    print(
+        f"{result.status}: validation accuracy {metrics['accuracy']:.4f} "
+        f"(flip TTA {metrics['accuracy_flip_tta']:.4f}); model saved in {Path(args.out) / 'model'}"
+    )
     return 0
 
 
@@ -275,8 +303,13 @@ def cmd_bench(args) -> int:
     from fertools import bench
 
     try:
-        report = bench.run(quick=args.quick, csv_path=args.csv, folder=args.folder, skip=set(args.skip or ()),
-                           progress=lambda text: print(text, file=sys.stderr, flush=True))
+        report = bench.run(
+            quick=args.quick,
+            csv_path=args.csv,
+            folder=args.folder,
+            skip=set(args.skip or ()),
+            progress=lambda text: print(text, file=sys.stderr, flush=True),
+        )
     except bench.BenchInputError as error:
         raise UserError(str(error)) from None
     print(json.dumps(report, indent=2) if args.json else bench.format_report(report))
@@ -305,7 +338,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a model; rerun with the same --out to resume")
     p.add_argument("--data", default="builtin")
     p.add_argument("--out", required=True, help="run folder")
-    p.add_argument("--preset", default="", help="start from a named config, e.g. 'default' (the shipped model)")
+    p.add_argument(
+        "--preset", default="", help="start from a named config, e.g. 'default' (the shipped model)"
+    )
     p.add_argument("--resume", action="store_true", help="reuse the run folder's saved config")
     p.add_argument("--arch")
     p.add_argument("--epochs", type=int)

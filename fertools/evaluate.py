@@ -81,7 +81,9 @@ def predict_proba(
     return np.asarray(probabilities[:count], dtype="float32")
 
 
-def report(probabilities: np.ndarray, labels: np.ndarray, classes: tuple[str, ...], tta: bool = False) -> Evaluation:
+def report(
+    probabilities: np.ndarray, labels: np.ndarray, classes: tuple[str, ...], tta: bool = False
+) -> Evaluation:
     """An :class:`Evaluation` from predicted probabilities and true labels."""
     k = len(classes)
     predicted = probabilities.argmax(axis=1)
@@ -96,7 +98,9 @@ def report(probabilities: np.ndarray, labels: np.ndarray, classes: tuple[str, ..
         f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
         per_class.append(ClassReport(name, float(precision), float(recall), float(f1), int(actual_i)))
     accuracy = float((predicted == labels).mean()) if len(labels) else 0.0
-    return Evaluation(accuracy, len(labels), tuple(classes), tuple(per_class), confusion, probabilities, labels, tta)
+    return Evaluation(
+        accuracy, len(labels), tuple(classes), tuple(per_class), confusion, probabilities, labels, tta
+    )
 
 
 def evaluate(
@@ -118,7 +122,8 @@ def format_table(evaluation: Evaluation) -> str:
     """Plain-text per-class table and confusion matrix (for the command line)."""
     width = max(len(c) for c in evaluation.classes) + 2
     lines = [
-        f"accuracy {evaluation.accuracy:.4f} on {evaluation.n} faces" + (" (flip TTA)" if evaluation.tta else ""),
+        f"accuracy {evaluation.accuracy:.4f} on {evaluation.n} faces"
+        + (" (flip TTA)" if evaluation.tta else ""),
         "",
         f"{'class':<{width}}precision  recall  f1      support",
     ]

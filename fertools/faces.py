@@ -101,7 +101,9 @@ class HaarFaceDetector:
         scale = 1.0
         if self.max_side and max(height, width) > self.max_side:
             scale = self.max_side / max(height, width)
-            gray = cv2.resize(gray, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA)
+            gray = cv2.resize(
+                gray, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA
+            )
         gray = cv2.equalizeHist(gray)
         smallest = max(12, int(self.min_face * scale))
         found = self._classifier().detectMultiScale(

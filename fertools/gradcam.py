@@ -36,7 +36,9 @@ def gradcam(model: keras.Model, face: np.ndarray, class_index: int | None = None
     cam = tf.nn.relu(tf.reduce_sum(features * weights[:, None, None, :], axis=-1))[0].numpy()
     if cam.max() > 0:
         cam = cam / cam.max()
-    return cv2.resize(cam.astype(np.float32), (face.shape[1], face.shape[0]), interpolation=cv2.INTER_CUBIC).clip(0, 1)
+    return cv2.resize(
+        cam.astype(np.float32), (face.shape[1], face.shape[0]), interpolation=cv2.INTER_CUBIC
+    ).clip(0, 1)
 
 
 def overlay(face: np.ndarray, heatmap: np.ndarray, alpha: float = 0.45, size: int = 192) -> np.ndarray:

@@ -11,7 +11,7 @@ import json
 import os
 import platform
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -48,7 +48,7 @@ class ModelCard:
     training: dict = field(default_factory=dict)
     metrics: dict = field(default_factory=dict)
     dataset: dict = field(default_factory=dict)
-    created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    created: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
     notes: list[str] = field(default_factory=list)
 
     def to_json(self) -> str:
@@ -125,8 +125,10 @@ def load_model_dir(path: str | os.PathLike) -> tuple[keras.Model, ModelCard]:
 def card_markdown(card: ModelCard) -> str:
     """The card's figures as Markdown: summary, per-class table and confusion matrix (for READMEs)."""
     metrics, training, dataset = card.metrics, card.training, card.dataset
-    lines = [f"**{card.name}** · architecture `{card.architecture}` · {card.parameters:,} parameters · "
-             f"input {'x'.join(map(str, card.input_shape))} grayscale"]
+    lines = [
+        f"**{card.name}** · architecture `{card.architecture}` · {card.parameters:,} parameters · "
+        f"input {'x'.join(map(str, card.input_shape))} grayscale"
+    ]
     if "accuracy" in metrics:
         line = f"Validation accuracy **{metrics['accuracy']:.2%}**"
         if "accuracy_flip_tta" in metrics:
@@ -138,9 +140,11 @@ def card_markdown(card: ModelCard) -> str:
         lines.append(f"Data: {dataset.get('source', '?')}; sizes {dataset.get('sizes', {})}.")
     if training:
         epochs = training.get("epochs_run", training.get("epochs"))
-        lines.append(f"Training: {epochs} epochs (best epoch {training.get('best_epoch', training.get('epochs'))}),"
-                     f" {training.get('seconds', 0) / 3600:.1f} h on {training.get('hardware', '?')};"
-                     f" TensorFlow {training.get('tensorflow', '?')}, Keras {training.get('keras', '?')}.")
+        lines.append(
+            f"Training: {epochs} epochs (best epoch {training.get('best_epoch', training.get('epochs'))}),"
+            f" {training.get('seconds', 0) / 3600:.1f} h on {training.get('hardware', '?')};"
+            f" TensorFlow {training.get('tensorflow', '?')}, Keras {training.get('keras', '?')}."
+        )
         if training.get("command"):
             lines.append(f"Command: `{training['command']}`")
     for note in card.notes:
@@ -149,13 +153,17 @@ def card_markdown(card: ModelCard) -> str:
     per_class = metrics.get("per_class") or {}
     if per_class:
         text += "\n\n| class | precision | recall | F1 | support |\n|---|---|---|---|---|\n"
-        text += "\n".join(f"| {name} | {v['precision']:.3f} | {v['recall']:.3f} | {v['f1']:.3f} | {v['support']} |"
-                          for name, v in per_class.items())
+        text += "\n".join(
+            f"| {name} | {v['precision']:.3f} | {v['recall']:.3f} | {v['f1']:.3f} | {v['support']} |"
+            for name, v in per_class.items()
+        )
     confusion = metrics.get("confusion")
     if confusion:
         short = [name[:4] for name in card.classes]
         text += "\n\nConfusion matrix (rows: true class, columns: predicted):\n\n"
         text += "| | " + " | ".join(short) + " |\n|---|" + "---|" * len(short) + "\n"
-        text += "\n".join(f"| {name} | " + " | ".join(str(v) for v in row) + " |"
-                          for name, row in zip(card.classes, confusion))
+        text += "\n".join(
+            f"| {name} | " + " | ".join(str(v) for v in row) + " |"
+            for name, row in zip(card.classes, confusion)
+        )
     return text + "\n"

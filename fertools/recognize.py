@@ -61,8 +61,9 @@ class Recognizer:
         self.detector = detector or HaarFaceDetector()
         self.margin, self.tta = margin, tta
         signature = [tf.TensorSpec([None, self.input_size, self.input_size, 1], tf.float32)]
-        self._classify = tf.function(lambda x: model(x, training=False), input_signature=signature,
-                                     reduce_retracing=True)
+        self._classify = tf.function(
+            lambda x: model(x, training=False), input_signature=signature, reduce_retracing=True
+        )
 
     @classmethod
     def load(cls, model_dir: str | os.PathLike = DEFAULT_MODEL_DIR, **kwargs) -> Recognizer:
@@ -133,8 +134,16 @@ def draw_faces(frame: np.ndarray, faces: list[FaceResult], bars: bool = False) -
         (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)
         top = max(0, y - th - base - 4)
         cv2.rectangle(out, (x, top), (x + tw + 4, top + th + base + 4), colour, -1)
-        cv2.putText(out, text, (x + 2, top + th + 2), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), thickness,
-                    cv2.LINE_AA)
+        cv2.putText(
+            out,
+            text,
+            (x + 2, top + th + 2),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            scale,
+            (0, 0, 0),
+            thickness,
+            cv2.LINE_AA,
+        )
         if bars:
             _draw_bars(out, face, x + w + 4, y, scale)
     return out
@@ -151,5 +160,13 @@ def _draw_bars(out: np.ndarray, face: FaceResult, left: int, top: int, scale: fl
             break
         colour = CLASS_COLOURS.get(name, (200, 200, 200))
         cv2.rectangle(out, (left, y), (left + int(width * p), y + row - 3), colour, -1)
-        cv2.putText(out, f"{name[:3]} {p:.2f}", (left + width + 2, y + row - 4), cv2.FONT_HERSHEY_SIMPLEX,
-                    0.35 * scale / 0.6, (255, 255, 255), 1, cv2.LINE_AA)
+        cv2.putText(
+            out,
+            f"{name[:3]} {p:.2f}",
+            (left + width + 2, y + row - 4),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            0.35 * scale / 0.6,
+            (255, 255, 255),
+            1,
+            cv2.LINE_AA,
+        )

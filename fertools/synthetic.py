@@ -187,9 +187,7 @@ assert set(_PROTOTYPES) == set(FER2013_CLASSES)
 # The same tables as arrays, so one face costs two calls to the generator.
 _NEUTRAL = FaceParams()
 _PROTOTYPE_ARRAYS = {
-    emotion: np.array(
-        [proto.get(name, getattr(_NEUTRAL, name)) for name in _EXPRESSION_FIELDS]
-    )
+    emotion: np.array([proto.get(name, getattr(_NEUTRAL, name)) for name in _EXPRESSION_FIELDS])
     for emotion, proto in _PROTOTYPES.items()
 }
 _JITTER_ARRAY = np.array(list(_JITTER.values()))
@@ -207,9 +205,7 @@ def expression_params(emotion: str, rng: np.random.Generator) -> FaceParams:
     if emotion not in _PROTOTYPES:
         known = ", ".join(FER2013_CLASSES)
         raise ValueError(f"unknown emotion {emotion!r}; expected one of: {known}")
-    jittered = _PROTOTYPE_ARRAYS[emotion] + _JITTER_ARRAY * rng.standard_normal(
-        len(_JITTER_ARRAY)
-    )
+    jittered = _PROTOTYPE_ARRAYS[emotion] + _JITTER_ARRAY * rng.standard_normal(len(_JITTER_ARRAY))
     uniform = rng.random(len(_LOOK_RANGES) + 1)
     look = _LOOK_LOW + (_LOOK_HIGH - _LOOK_LOW) * uniform[:-1]
 
@@ -339,9 +335,7 @@ def _ellipses(
     count: int,
 ) -> np.ndarray:
     """Ellipses at fixed centres with per-face half-axes: ``(N, len(centres), corners, 2)``."""
-    half_axes = np.stack(
-        (np.broadcast_to(half_x, (count,)), np.broadcast_to(half_y, (count,))), axis=-1
-    )
+    half_axes = np.stack((np.broadcast_to(half_x, (count,)), np.broadcast_to(half_y, (count,))), axis=-1)
     outline = half_axes[:, np.newaxis, :] * unit  # (N, corners, 2)
     return np.stack([outline + np.asarray(centre) for centre in centres], axis=1)
 
@@ -356,22 +350,14 @@ def _outlines(table: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     eye_half_height = 3.6 * table["eye_open"]
     volume = table["hair_volume"]
     parts = {
-        "hair": _ellipses(
-            [(0.0, -10.0)], 31.0 + 5.0 * volume, 30.0 + 6.0 * volume, _CIRCLE_BIG, count
-        ),
+        "hair": _ellipses([(0.0, -10.0)], 31.0 + 5.0 * volume, 30.0 + 6.0 * volume, _CIRCLE_BIG, count),
         "head": _ellipses([(0.0, 2.0)], 29.0, 35.0, _CIRCLE_BIG, count),
         "nose": np.broadcast_to(_NOSE, (count, *_NOSE.shape)),
         "wrinkles": np.broadcast_to(_WRINKLES, (count, *_WRINKLES.shape)),
-        "rims": _ellipses(
-            eyes, _EYE_HALF_WIDTH + _RIM, eye_half_height + _RIM, _CIRCLE_SMALL, count
-        ),
+        "rims": _ellipses(eyes, _EYE_HALF_WIDTH + _RIM, eye_half_height + _RIM, _CIRCLE_SMALL, count),
         "brows": _brows(table),
-        "sclera": _ellipses(
-            eyes, _EYE_HALF_WIDTH, eye_half_height, _CIRCLE_SMALL, count
-        ),
-        "pupils": _ellipses(
-            eyes, 2.6, np.minimum(2.6, eye_half_height), _CIRCLE_SMALL, count
-        ),
+        "sclera": _ellipses(eyes, _EYE_HALF_WIDTH, eye_half_height, _CIRCLE_SMALL, count),
+        "pupils": _ellipses(eyes, 2.6, np.minimum(2.6, eye_half_height), _CIRCLE_SMALL, count),
         **_mouth(table),
     }
 
@@ -386,9 +372,7 @@ def _outlines(table: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     placed = {}
     for name, points in parts.items():
         x, y = points[..., 0], points[..., 1] - _PIVOT_Y
-        canvas = np.stack(
-            (cos * x - sin * y + centre_x, sin * x + cos * y + centre_y), -1
-        )
+        canvas = np.stack((cos * x - sin * y + centre_x, sin * x + cos * y + centre_y), -1)
         placed[name] = np.rint(canvas * _ONE).astype(np.int32)
     return placed
 
@@ -396,24 +380,14 @@ def _outlines(table: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 def _brows(table: dict[str, np.ndarray]) -> np.ndarray:
     """Both brows as thick three-point strokes: ``(N, 2, 6, 2)``."""
     slope = table["brow_slope"]
-    base = (
-        -13.0
-        - 4.0 * table["brow_raise"]
-        - 1.5 * np.maximum(0.0, table["eye_open"] - 1.0)
-    )
+    base = -13.0 - 4.0 * table["brow_raise"] - 1.5 * np.maximum(0.0, table["eye_open"] - 1.0)
     brows = []
     for side in (-1.0, 1.0):
         # Inner, middle and outer point of the brow's centre line.
         xs = np.array([4.0, 11.0, 19.0]) * side
-        ys = np.stack(
-            (base + 5.0 * slope, base - 1.5 - 0.5 * slope, base - 1.0 * slope), axis=1
-        )
-        top = np.stack(
-            (np.broadcast_to(xs, ys.shape), ys - _BROW_HALF_THICKNESS), axis=-1
-        )
-        bottom = np.stack(
-            (np.broadcast_to(xs, ys.shape), ys + _BROW_HALF_THICKNESS), axis=-1
-        )
+        ys = np.stack((base + 5.0 * slope, base - 1.5 - 0.5 * slope, base - 1.0 * slope), axis=1)
+        top = np.stack((np.broadcast_to(xs, ys.shape), ys - _BROW_HALF_THICKNESS), axis=-1)
+        bottom = np.stack((np.broadcast_to(xs, ys.shape), ys + _BROW_HALF_THICKNESS), axis=-1)
         brows.append(np.concatenate((top, bottom[:, ::-1]), axis=1))
     return np.stack(brows, axis=1)
 
@@ -478,10 +452,7 @@ def _draw(table: dict[str, np.ndarray], outlines: dict[str, np.ndarray]) -> np.n
     }
     always = np.ones(count, dtype=bool)
     # Python lists: indexing them in the loop is much cheaper than indexing arrays.
-    plan = [
-        (outlines[name], colors[name].tolist(), shown.get(name, always).tolist())
-        for name in outlines
-    ]
+    plan = [(outlines[name], colors[name].tolist(), shown.get(name, always).tolist()) for name in outlines]
     backgrounds = np.rint(table["background"]).tolist()
 
     faces = np.empty((count, IMAGE_SIZE, IMAGE_SIZE), dtype=np.uint8)
@@ -491,9 +462,7 @@ def _draw(table: dict[str, np.ndarray], outlines: dict[str, np.ndarray]) -> np.n
         for polygons, color, show in plan:
             if show[index]:
                 cv2.fillPoly(canvas, polygons[index], color[index], cv2.LINE_AA, _SHIFT)
-        faces[index] = cv2.resize(
-            canvas, (IMAGE_SIZE, IMAGE_SIZE), interpolation=cv2.INTER_AREA
-        )
+        faces[index] = cv2.resize(canvas, (IMAGE_SIZE, IMAGE_SIZE), interpolation=cv2.INTER_AREA)
     return faces
 
 
@@ -508,19 +477,13 @@ _NORMAL_LEVELS = np.array([NormalDist().inv_cdf((i + 0.5) / 256) for i in range(
 _NORMAL_LEVELS = (_NORMAL_LEVELS / _NORMAL_LEVELS.std()).astype(np.float32)
 
 
-def _finish(
-    clean: np.ndarray, table: dict[str, np.ndarray], rng: np.random.Generator
-) -> np.ndarray:
+def _finish(clean: np.ndarray, table: dict[str, np.ndarray], rng: np.random.Generator) -> np.ndarray:
     """Contrast, a lighting gradient and gaussian noise on a ``(N, 48, 48)`` batch."""
     contrast, light_x, light_y, noise_std = (
         table[name].astype(np.float32)[:, np.newaxis, np.newaxis]
         for name in ("contrast", "light_x", "light_y", "noise")
     )
-    gain = (
-        1.0
-        + light_x * _RAMP[np.newaxis, np.newaxis, :]
-        + light_y * _RAMP[np.newaxis, :, np.newaxis]
-    )
+    gain = 1.0 + light_x * _RAMP[np.newaxis, np.newaxis, :] + light_y * _RAMP[np.newaxis, :, np.newaxis]
     codes = np.frombuffer(rng.bytes(clean.size), dtype=np.uint8).reshape(clean.shape)
     noise = _NORMAL_LEVELS[codes]
     noise *= noise_std

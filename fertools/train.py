@@ -76,7 +76,9 @@ class TrainConfig:
     def validate(self) -> None:
         """Raise ``ValueError`` with one sentence for a setting that cannot work."""
         if self.architecture not in models.list_models():
-            raise ValueError(f"unknown architecture {self.architecture!r}; choose one of {models.list_models()}")
+            raise ValueError(
+                f"unknown architecture {self.architecture!r}; choose one of {models.list_models()}"
+            )
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {OPTIMIZERS}, not {self.optimizer!r}")
         if self.schedule not in SCHEDULES:
@@ -118,8 +120,16 @@ PRESETS: dict[str, TrainConfig] = {
         warmup_epochs=1,
         label_smoothing=0.1,
         class_weights="sqrt",
-        augment=AugmentConfig(rotation=10, zoom=0.1, width_shift=0.1, height_shift=0.1,
-                              horizontal_flip=True, brightness=0.1, contrast=0.1, erasing=0.25),
+        augment=AugmentConfig(
+            rotation=10,
+            zoom=0.1,
+            width_shift=0.1,
+            height_shift=0.1,
+            horizontal_flip=True,
+            brightness=0.1,
+            contrast=0.1,
+            erasing=0.25,
+        ),
         val_fraction=0.1,
         seed=0,
     ),
@@ -298,8 +308,15 @@ def default_strategy() -> tf.distribute.Strategy:
 class _ProgressCallback(keras.callbacks.Callback):
     """Turns Keras's batch and epoch events into :class:`Progress` reports and progress.json."""
 
-    def __init__(self, run_dir: Path, epochs: int, batches: int, batch_size: int,
-                 report: ProgressFn | None, should_stop: Callable[[], bool] | None):
+    def __init__(
+        self,
+        run_dir: Path,
+        epochs: int,
+        batches: int,
+        batch_size: int,
+        report: ProgressFn | None,
+        should_stop: Callable[[], bool] | None,
+    ):
         super().__init__()
         self.run_dir, self.epochs, self.batches, self.batch_size = run_dir, epochs, batches, batch_size
         self.report, self.should_stop = report, should_stop
@@ -339,11 +356,16 @@ class _ProgressCallback(keras.callbacks.Callback):
             per_epoch = None
         done = (self._epoch - 1) + batch / max(1, self.batches)
         eta = per_epoch * (self.epochs - done) if per_epoch is not None else None
-        clean_logs = {k: float(v) for k, v in logs.items() if np.isscalar(v) or getattr(v, "shape", None) == ()}
-        progress = Progress(self._epoch, self.epochs, batch, self.batches, now - self._start, eta, rate,
-                            clean_logs, epoch_end)
-        _write_json(self.run_dir / "progress.json", {**asdict(progress), "fraction": progress.fraction,
-                                                     "time": time.time()})
+        clean_logs = {
+            k: float(v) for k, v in logs.items() if np.isscalar(v) or getattr(v, "shape", None) == ()
+        }
+        progress = Progress(
+            self._epoch, self.epochs, batch, self.batches, now - self._start, eta, rate, clean_logs, epoch_end
+        )
+        _write_json(
+            self.run_dir / "progress.json",
+            {**asdict(progress), "fraction": progress.fraction, "time": time.time()},
+        )
         if self.report is not None:
             self.report(progress)
 
@@ -371,7 +393,9 @@ def read_history(run_dir: str | os.PathLike) -> list[dict]:
     if not path.exists():
         return []
     with path.open() as handle:
-        return [{k: float(v) for k, v in row.items() if v not in ("", None)} for row in csv.DictReader(handle)]
+        return [
+            {k: float(v) for k, v in row.items() if v not in ("", None)} for row in csv.DictReader(handle)
+        ]
 
 
 def write_status(run_dir: Path, state: str, **extra) -> None:
@@ -431,12 +455,21 @@ def train(
     steps = max(1, len(train_set) // global_batch)
 
     started = time.time()
-    write_status(run_dir, "running", started=started, pid=os.getpid(), reason="", command=command,
-                 train_size=len(train_set), val_size=len(val_set))
+    write_status(
+        run_dir,
+        "running",
+        started=started,
+        pid=os.getpid(),
+        reason="",
+        command=command,
+        train_size=len(train_set),
+        val_size=len(val_set),
+    )
     try:
         with strategy.scope():
-            model = models.create(config.architecture, num_classes, (*data.images.shape[1:], 1),
-                                  **config.model_kwargs)
+            model = models.create(
+                config.architecture, num_classes, (*data.images.shape[1:], 1), **config.model_kwargs
+            )
             fit_batchnorm_momentum(model, steps)
             trainer = _with_augmentation(model, config.augment, config.seed)
             trainer.compile(
@@ -445,11 +478,28 @@ def train(
                 metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
                 jit_compile=on_gpu,
             )
-        train_ds = make_dataset(train_set.images, train_set.labels, num_classes, global_batch, True,
-                                config.seed, sample_weights, config.mixup)
-        val_ds = (make_dataset(val_set.images[:val_rows], val_set.labels[:val_rows], num_classes, val_batch,
-                               False, config.seed)
-                  if val_rows else None)
+        train_ds = make_dataset(
+            train_set.images,
+            train_set.labels,
+            num_classes,
+            global_batch,
+            True,
+            config.seed,
+            sample_weights,
+            config.mixup,
+        )
+        val_ds = (
+            make_dataset(
+                val_set.images[:val_rows],
+                val_set.labels[:val_rows],
+                num_classes,
+                val_batch,
+                False,
+                config.seed,
+            )
+            if val_rows
+            else None
+        )
 
         monitor = "val_accuracy" if val_ds is not None else "accuracy"
         tracker = _ProgressCallback(run_dir, config.epochs, steps, global_batch, progress, should_stop)
@@ -462,15 +512,25 @@ def train(
             tracker,
         ]
         if config.schedule == "plateau":
-            fit_callbacks.append(keras.callbacks.ReduceLROnPlateau(
-                monitor="val_loss" if val_ds is not None else "loss", factor=0.5, patience=3, min_lr=1e-6))
+            fit_callbacks.append(
+                keras.callbacks.ReduceLROnPlateau(
+                    monitor="val_loss" if val_ds is not None else "loss", factor=0.5, patience=3, min_lr=1e-6
+                )
+            )
         if config.early_stopping > 0:
-            fit_callbacks.append(keras.callbacks.EarlyStopping(monitor=monitor, patience=config.early_stopping,
-                                                               mode="max"))
+            fit_callbacks.append(
+                keras.callbacks.EarlyStopping(monitor=monitor, patience=config.early_stopping, mode="max")
+            )
         fit_callbacks.extend(callbacks)
         # shuffle=False: train_ds shuffles itself; Keras would only warn that it cannot.
-        trainer.fit(train_ds, validation_data=val_ds, epochs=config.epochs, callbacks=fit_callbacks, verbose=0,
-                    shuffle=False)
+        trainer.fit(
+            train_ds,
+            validation_data=val_ds,
+            epochs=config.epochs,
+            callbacks=fit_callbacks,
+            verbose=0,
+            shuffle=False,
+        )
     except Exception as error:
         write_status(run_dir, "failed", reason=f"{type(error).__name__}: {error}", finished=time.time())
         raise
@@ -484,14 +544,24 @@ def train(
     if trainer.stop_training and (not losses or not np.isfinite(losses[-1])) and not tracker.cancelled:
         # Keras ends (and CSVLogger logs) the epoch that went NaN before stopping: it is the last row.
         nan_epoch = int(history[-1]["epoch"]) + 1 if history else 1
-        reason = (f"the loss became NaN in epoch {nan_epoch}: the learning rate "
-                  f"({config.learning_rate}) is probably too high")
+        reason = (
+            f"the loss became NaN in epoch {nan_epoch}: the learning rate "
+            f"({config.learning_rate}) is probably too high"
+        )
         write_status(run_dir, "failed", reason=reason, finished=time.time())
         return TrainResult(run_dir, "failed", reason, {}, epochs_done)
     if best_path.exists():
         model.load_weights(best_path)
-    metrics = _finish(model, data, val_set if len(val_set) else train_set, config, run_dir,
-                      time.time() - started, epochs_done, command)
+    metrics = _finish(
+        model,
+        data,
+        val_set if len(val_set) else train_set,
+        config,
+        run_dir,
+        time.time() - started,
+        epochs_done,
+        command,
+    )
     state = "cancelled" if tracker.cancelled else "finished"
     reason = "cancelled by the user" if tracker.cancelled else ""
     write_status(run_dir, state, reason=reason, finished=time.time(), accuracy=metrics["accuracy"])
@@ -532,9 +602,19 @@ class _BestWeights(keras.callbacks.Callback):
             _write_json(self.score_path, {"score": self.best, "epoch": epoch + 1})
 
 
-def _finish(model: keras.Model, data: Dataset, val_set: Dataset, config: TrainConfig, run_dir: Path,
-            seconds: float, epochs_done: int, command: str, model_dir: Path | None = None,
-            notes: list[str] | None = None, epochs_run: int | None = None) -> dict:
+def _finish(
+    model: keras.Model,
+    data: Dataset,
+    val_set: Dataset,
+    config: TrainConfig,
+    run_dir: Path,
+    seconds: float,
+    epochs_done: int,
+    command: str,
+    model_dir: Path | None = None,
+    notes: list[str] | None = None,
+    epochs_run: int | None = None,
+) -> dict:
     plain = evaluate(model, val_set.images, val_set.labels, data.classes)
     flipped = evaluate(model, val_set.images, val_set.labels, data.classes, tta=True)
     metrics = {
@@ -545,8 +625,13 @@ def _finish(model: keras.Model, data: Dataset, val_set: Dataset, config: TrainCo
         "train_seconds": round(seconds, 1),
     }
     _write_json(run_dir / "metrics.json", metrics)
-    np.savez_compressed(run_dir / "val_predictions.npz", images=val_set.images, labels=val_set.labels,
-                        probabilities=plain.probabilities, classes=np.array(data.classes))
+    np.savez_compressed(
+        run_dir / "val_predictions.npz",
+        images=val_set.images,
+        labels=val_set.labels,
+        probabilities=plain.probabilities,
+        classes=np.array(data.classes),
+    )
     card = ModelCard(
         name=model_dir.name if model_dir else run_dir.name,
         architecture=config.architecture,
@@ -562,8 +647,10 @@ def _finish(model: keras.Model, data: Dataset, val_set: Dataset, config: TrainCo
             "tensorflow": tf.__version__,
             "keras": keras.__version__,
         },
-        metrics={k: metrics[k] for k in ("accuracy", "accuracy_flip_tta", "macro_f1", "per_class",
-                                         "confusion", "n", "split")},
+        metrics={
+            k: metrics[k]
+            for k in ("accuracy", "accuracy_flip_tta", "macro_f1", "per_class", "confusion", "n", "split")
+        },
         dataset={
             "source": data.source,
             "synthetic": data.synthetic,
@@ -616,15 +703,26 @@ def export_best(
     config = resume_config(run_dir)
     best = json.loads((run_dir / "best.weights.json").read_text())
     data = dataset.with_validation(config.val_fraction, config.seed)
-    model = models.create(config.architecture, len(data.classes), (*data.images.shape[1:], 1),
-                          **config.model_kwargs)
+    model = models.create(
+        config.architecture, len(data.classes), (*data.images.shape[1:], 1), **config.model_kwargs
+    )
     model.load_weights(run_dir / "best.weights.h5")
     status = json.loads((run_dir / "status.json").read_text()) if (run_dir / "status.json").exists() else {}
     history = read_history(run_dir)
     seconds = float(status.get("finished", time.time()) - status.get("started", time.time()))
     command = command or status.get("command", "")
     target = Path(out_dir) if out_dir else run_dir / "model"
-    metrics = _finish(model, data, data.subset("val"), config, run_dir, seconds, int(best["epoch"]), command,
-                      model_dir=target, notes=[note] if note else [],
-                      epochs_run=len(history))
+    metrics = _finish(
+        model,
+        data,
+        data.subset("val"),
+        config,
+        run_dir,
+        seconds,
+        int(best["epoch"]),
+        command,
+        model_dir=target,
+        notes=[note] if note else [],
+        epochs_run=len(history),
+    )
     return metrics

@@ -14,9 +14,7 @@ from fertools.models import count_params, create, list_models
 def _random_faces(count: int = 2) -> np.ndarray:
     """``float32`` ``(count, 48, 48, 1)`` raw pixels, drawn as ``uint8``."""
     rng = np.random.default_rng(0)
-    return rng.integers(0, 256, size=(count, 48, 48, 1), dtype=np.uint8).astype(
-        np.float32
-    )
+    return rng.integers(0, 256, size=(count, 48, 48, 1), dtype=np.uint8).astype(np.float32)
 
 
 @pytest.mark.parametrize("name", list_models())
@@ -41,16 +39,12 @@ def test_every_model_takes_num_classes(name):
     [("gr5243_improved", 647_111), ("gr5243_vgg", 528_295)],
 )
 def test_notebook_parameter_counts_are_exact(name, expected):
-    assert (
-        count_params(create(name, num_classes=7, input_shape=(48, 48, 1))) == expected
-    )
+    assert count_params(create(name, num_classes=7, input_shape=(48, 48, 1))) == expected
 
 
 def test_internship_cnn_has_a_164_filter_conv():
     model = create("internship_cnn")
-    filters = [
-        layer.filters for layer in model.layers if isinstance(layer, layers.Conv2D)
-    ]
+    filters = [layer.filters for layer in model.layers if isinstance(layer, layers.Conv2D)]
     assert 164 in filters
 
 
@@ -69,9 +63,7 @@ def test_frozen_backbone_trains_only_the_head():
     "failure",
     [
         # What keras' get_file raises when urllib cannot reach the host.
-        Exception(
-            "URL fetch failure on https://example.invalid/w.h5: None -- no network"
-        ),
+        Exception("URL fetch failure on https://example.invalid/w.h5: None -- no network"),
         TimeoutError("The read operation timed out"),  # an OSError
     ],
     ids=["url-fetch-failure", "oserror"],

@@ -142,9 +142,7 @@ def test_render_face_draws_one_face():
 def test_render_face_follows_the_expression():
     rng = np.random.default_rng(0)
     neutral = synthetic.render_face(synthetic.FaceParams(), rng)
-    smiling = synthetic.render_face(
-        synthetic.FaceParams(mouth_curve=1.0, mouth_open=0.4), rng
-    )
+    smiling = synthetic.render_face(synthetic.FaceParams(mouth_curve=1.0, mouth_open=0.4), rng)
     frowning = synthetic.render_face(synthetic.FaceParams(brow_slope=1.0), rng)
     assert not np.array_equal(neutral[MOUTH], smiling[MOUTH])
     # Brows only: the mouth is untouched, the upper face is not.
@@ -157,13 +155,9 @@ def test_expression_params_jitter_around_the_prototype():
     happy = [synthetic.expression_params("happy", rng) for _ in range(50)]
     sad = [synthetic.expression_params("sad", rng) for _ in range(50)]
     assert len({face.mouth_curve for face in happy}) == 50  # jittered
-    assert min(face.mouth_curve for face in happy) > max(
-        face.mouth_curve for face in sad
-    )
+    assert min(face.mouth_curve for face in happy) > max(face.mouth_curve for face in sad)
     assert np.mean([face.brow_slope for face in sad]) < -0.5  # inner ends up
-    assert (
-        len({(face.dx, face.dy, face.background) for face in happy}) == 50
-    )  # random look
+    assert len({(face.dx, face.dy, face.background) for face in happy}) == 50  # random look
 
 
 def test_expression_params_rejects_an_unknown_emotion():

@@ -54,7 +54,9 @@ def _load_with_progress(source: str | bytes, name: str) -> data.Dataset:
     # NOTE: the bar is made inside the cached function, so a cache hit replays nothing stale.
     bar = st.progress(0.0, text=f"Loading {name}…")
     try:
-        return data.load(source, name=name, progress=lambda fraction, text: bar.progress(min(1.0, fraction), text))
+        return data.load(
+            source, name=name, progress=lambda fraction, text: bar.progress(min(1.0, fraction), text)
+        )
     finally:
         bar.empty()
 
@@ -114,8 +116,11 @@ def model_choices() -> dict[str, str]:
         choices["Shipped model (models/default)"] = str(DEFAULT_MODEL_DIR)
     root = runs_dir()
     if root.is_dir():
-        folders = sorted((p for p in root.glob("*/model") if (p / MODEL_FILE).exists()),
-                         key=lambda p: p.stat().st_mtime, reverse=True)
+        folders = sorted(
+            (p for p in root.glob("*/model") if (p / MODEL_FILE).exists()),
+            key=lambda p: p.stat().st_mtime,
+            reverse=True,
+        )
         for folder in folders:
             choices[f"Run {folder.parent.name}"] = str(folder)
     return choices

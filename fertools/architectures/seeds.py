@@ -19,9 +19,7 @@ from fertools.models import classifier_output, conv_bn_relu, pixel_input, regist
     description="2019-era Keras CNN of an internship report, with a 164-filter conv.",
     source="Internship report on FER2013, 'Figure 21' (reconstructed from its text)",
 )
-def internship_cnn(
-    num_classes: int, input_shape: tuple[int, int, int], dropout: float = 0.25
-) -> keras.Model:
+def internship_cnn(num_classes: int, input_shape: tuple[int, int, int], dropout: float = 0.25) -> keras.Model:
     """The internship report's CNN (its 'Figure 21'), reconstructed.
 
     We do not have the figure itself, only its description: a Keras
@@ -50,9 +48,7 @@ def internship_cnn(
         ``float32`` ``(N, num_classes)`` probabilities.
     """
     inputs, x = pixel_input(input_shape)
-    for index, (filters, kernel_size) in enumerate(
-        [(64, 3), (128, 5), (164, 3), (256, 3)]
-    ):
+    for index, (filters, kernel_size) in enumerate([(64, 3), (128, 5), (164, 3), (256, 3)]):
         name = f"block{index + 1}"
         x = conv_bn_relu(x, filters, name, kernel_size=kernel_size)
         x = layers.MaxPooling2D(2, name=f"{name}_pool")(x)
@@ -104,9 +100,7 @@ def gr5243_improved(
     inputs, x = pixel_input(input_shape)
     for index, filters in enumerate([32, 128, 128, 256]):
         name = f"block{index + 1}"
-        x = layers.Conv2D(
-            filters, 3, padding="same", activation="relu", name=f"{name}_conv"
-        )(x)
+        x = layers.Conv2D(filters, 3, padding="same", activation="relu", name=f"{name}_conv")(x)
         x = layers.BatchNormalization(name=f"{name}_bn")(x)
         x = layers.MaxPooling2D(2, name=f"{name}_pool")(x)
         x = layers.Dropout(dropout, name=f"{name}_dropout")(x)
@@ -114,9 +108,7 @@ def gr5243_improved(
     x = layers.Dense(512, activation="relu", name="fc1")(x)
     x = layers.Dropout(0.5, name="fc1_dropout")(x)
     x = layers.Dense(64, activation="relu", name="fc2")(x)
-    return keras.Model(
-        inputs, classifier_output(x, num_classes), name="gr5243_improved"
-    )
+    return keras.Model(inputs, classifier_output(x, num_classes), name="gr5243_improved")
 
 
 @register(
@@ -124,9 +116,7 @@ def gr5243_improved(
     description="GR5243 notebook's small VGG19-style CNN with BN (528,295 params).",
     source="Columbia GR5243 course notebook, VGG19-style model (reconstructed)",
 )
-def gr5243_vgg(
-    num_classes: int, input_shape: tuple[int, int, int], dropout: float = 0.5
-) -> keras.Model:
+def gr5243_vgg(num_classes: int, input_shape: tuple[int, int, int], dropout: float = 0.5) -> keras.Model:
     """The GR5243 notebook's VGG19-style model, reconstructed to its exact size.
 
     VGG19's layout (blocks of 2, 2, 4, 4, 4 convolutions 3x3, a max pool after
@@ -162,9 +152,7 @@ def gr5243_vgg(
     for block, (num_convs, filters) in enumerate(blocks, start=1):
         for conv in range(1, num_convs + 1):
             name = f"block{block}_conv{conv}"
-            x = layers.Conv2D(filters, 3, padding="same", activation="relu", name=name)(
-                x
-            )
+            x = layers.Conv2D(filters, 3, padding="same", activation="relu", name=name)(x)
             x = layers.BatchNormalization(name=f"{name}_bn")(x)
         x = layers.MaxPooling2D(2, name=f"block{block}_pool")(x)
     x = layers.GlobalAveragePooling2D(name="gap")(x)
@@ -182,9 +170,7 @@ def gr5243_vgg(
     source="Arriaga, Ploeger, Valdenegro-Toro 2017, 'Real-time Convolutional Neural "
     "Networks for Emotion and Gender Classification' (oarriaga/face_classification)",
 )
-def mini_xception(
-    num_classes: int, input_shape: tuple[int, int, int], l2: float = 0.01
-) -> keras.Model:
+def mini_xception(num_classes: int, input_shape: tuple[int, int, int], l2: float = 0.01) -> keras.Model:
     """mini-Xception (Arriaga et al. 2017), as in ``oarriaga/face_classification``.
 
     * stem: 2 x Conv 8 3x3 (valid, no bias) + BN + ReLU: 48 -> 44

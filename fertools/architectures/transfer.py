@@ -35,15 +35,11 @@ def _build_backbone(
         WeightsUnavailableError: ``weights="imagenet"`` and the download failed.
     """
     try:
-        return factory(
-            include_top=False, weights=weights, input_shape=(image_size, image_size, 3)
-        )
+        return factory(include_top=False, weights=weights, input_shape=(image_size, image_size, 3))
     except Exception as error:
         # keras.utils.get_file turns urllib's URLError/HTTPError into a bare
         # Exception("URL fetch failure on ..."); socket and disk errors stay OSError.
-        fetch_failed = isinstance(error, OSError) or str(error).startswith(
-            "URL fetch failure"
-        )
+        fetch_failed = isinstance(error, OSError) or str(error).startswith("URL fetch failure")
         if weights == "imagenet" and fetch_failed:
             raise WeightsUnavailableError(
                 f"ImageNet weights for {name} could not be downloaded (no network?); "
@@ -111,9 +107,7 @@ def mobilenet_v2(
         WeightsUnavailableError: ``weights="imagenet"`` and the download failed.
         ValueError: ``image_size`` below 32.
     """
-    backbone = _build_backbone(
-        "mobilenet_v2", keras.applications.MobileNetV2, image_size, weights
-    )
+    backbone = _build_backbone("mobilenet_v2", keras.applications.MobileNetV2, image_size, weights)
     training = _freeze(backbone, freeze_backbone)
     inputs, x = pixel_input(input_shape)
     x = _to_backbone_input(x, input_shape, image_size)
@@ -159,9 +153,7 @@ def resnet50(
         WeightsUnavailableError: ``weights="imagenet"`` and the download failed.
         ValueError: ``image_size`` below 32.
     """
-    backbone = _build_backbone(
-        "resnet50", keras.applications.ResNet50, image_size, weights
-    )
+    backbone = _build_backbone("resnet50", keras.applications.ResNet50, image_size, weights)
     training = _freeze(backbone, freeze_backbone)
     inputs, x = pixel_input(input_shape)
     x = _to_backbone_input(x, input_shape, image_size)
