@@ -1,0 +1,35 @@
+"""The shipped model in models/default: it loads safely, its card is complete, and it classifies faces."""
+
+import json
+
+import keras
+import numpy as np
+
+from fertools import synthetic
+from fertools.constants import DEFAULT_MODEL_DIR, FER2013_CLASSES, INPUT_SHAPE
+from fertools.modelcard import CARD_FILE, MODEL_FILE
+from fertools.recognize import Recognizer
+
+
+def test_shipped_model_loads_with_safe_mode_and_has_a_complete_card():
+    model = keras.models.load_model(DEFAULT_MODEL_DIR / MODEL_FILE, compile=False, safe_mode=True)
+    card = json.loads((DEFAULT_MODEL_DIR / CARD_FILE).read_text())
+    assert card["classes"] == list(FER2013_CLASSES)
+    assert tuple(card["input_shape"]) == INPUT_SHAPE
+    assert card["parameters"] == model.count_params()
+    for key in ("accuracy", "accuracy_flip_tta", "per_class", "confusion"):
+        assert key in card["metrics"], key
+    assert set(card["metrics"]["per_class"]) == set(FER2013_CLASSES)
+    assert card["training"]["command"].startswith("python -m fertools train --preset default")
+    assert (DEFAULT_MODEL_DIR / MODEL_FILE).stat().st_size <= 20 * 1024 * 1024
+
+
+def test_shipped_model_classifies_generated_faces():
+    recognizer = Recognizer.load(DEFAULT_MODEL_DIR)
+    faces, _ = synthetic.generate(n_per_class=2, seed=5)
+    probabilities = recognizer.classify(faces)
+    assert probabilities.shape == (len(faces), len(FER2013_CLASSES))
+    assert np.isfinite(probabilities).all()
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
+    whole = recognizer.analyze_face(faces[0])
+    assert whole.label in FER2013_CLASSES and abs(sum(whole.probabilities.values()) - 1) < 1e-5
