@@ -56,8 +56,11 @@ class TrainConfig:
     #: Decoupled weight decay for adamw and sgd; 0 turns it off.
     weight_decay: float = 0.0
     schedule: str = "constant"
-    #: Epochs of linear warm-up for the cosine schedule.
+    #: Epochs of linear warm-up for the cosine schedule (at the start of every cycle).
     warmup_epochs: int = 0
+    #: Cosine with warm restarts (SGDR): the epochs of each cycle, summing to ``epochs``.
+    #: Empty means one cycle over all epochs.
+    cycle_epochs: tuple[int, ...] = ()
     label_smoothing: float = 0.0
     #: "balanced" weighs classes by n / (k * n_c), "sqrt" by its square root (gentler).
     class_weights: str = "none"
@@ -93,6 +96,10 @@ class TrainConfig:
             raise ValueError("the validation fraction must be in [0, 1)")
         if not 0 <= self.label_smoothing < 1:
             raise ValueError("label smoothing must be in [0, 1)")
+        if self.cycle_epochs and (sum(self.cycle_epochs) != self.epochs or min(self.cycle_epochs) < 1):
+            raise ValueError(
+                f"the cosine cycles {list(self.cycle_epochs)} must be positive and sum to the {self.epochs} epochs"
+            )
 
     def to_dict(self) -> dict:
         values = asdict(self)
@@ -104,6 +111,8 @@ class TrainConfig:
         known = {k: v for k, v in values.items() if k in cls.__dataclass_fields__}
         if known.get("augment") is not None and not isinstance(known["augment"], AugmentConfig):
             known["augment"] = AugmentConfig.from_dict(known["augment"])
+        if "cycle_epochs" in known:
+            known["cycle_epochs"] = tuple(int(n) for n in known["cycle_epochs"])
         return cls(**known)
 
 
@@ -111,7 +120,8 @@ class TrainConfig:
 PRESETS: dict[str, TrainConfig] = {
     "default": TrainConfig(
         architecture="default",
-        epochs=30,
+        epochs=75,
+        cycle_epochs=(30, 45),
         batch_size=64,
         learning_rate=1e-3,
         optimizer="adamw",
@@ -239,17 +249,53 @@ def _mixup_fn(alpha: float, seed: int):
     return mix
 
 
+@keras.saving.register_keras_serializable(package="fertools")
+class CosineRestarts(keras.optimizers.schedules.LearningRateSchedule):
+    """Cosine decay in cycles (SGDR), each cycle starting with a linear warm-up.
+
+    ``cycle_steps`` are the lengths of the cycles in optimizer steps. Within a
+    cycle the rate climbs linearly from ``peak / 10`` to ``peak`` over
+    ``warmup_steps``, then follows a cosine down to ``alpha * peak``. With one
+    cycle this is plain warm-up + cosine. The rate depends only on the step, so
+    a resumed run (``BackupAndRestore`` restores the step) continues exactly.
+    """
+
+    def __init__(self, peak: float, cycle_steps: Sequence[int], warmup_steps: int = 0, alpha: float = 0.01):
+        self.peak = float(peak)
+        self.cycle_steps = [int(n) for n in cycle_steps]
+        self.warmup_steps = int(warmup_steps)
+        self.alpha = float(alpha)
+
+    def __call__(self, step):
+        step = tf.cast(step, tf.float32)
+        ends = tf.constant(np.cumsum(self.cycle_steps), tf.float32)
+        lengths = tf.constant(self.cycle_steps, tf.float32)
+        index = tf.minimum(tf.reduce_sum(tf.cast(step >= ends, tf.int32)), len(self.cycle_steps) - 1)
+        length = lengths[index]
+        t = tf.minimum(step - (ends[index] - length), length)  # step within the cycle
+        warmup = tf.minimum(tf.constant(float(self.warmup_steps)), length - 1)
+        rising = self.peak / 10 + (self.peak - self.peak / 10) * t / tf.maximum(warmup, 1.0)
+        progress = (t - warmup) / tf.maximum(length - warmup, 1.0)
+        falling = self.peak * (self.alpha + (1 - self.alpha) * 0.5 * (1 + tf.cos(np.pi * progress)))
+        return tf.where(t < warmup, rising, falling)
+
+    def get_config(self) -> dict:
+        return {
+            "peak": self.peak,
+            "cycle_steps": self.cycle_steps,
+            "warmup_steps": self.warmup_steps,
+            "alpha": self.alpha,
+        }
+
+
 def make_optimizer(config: TrainConfig, steps_per_epoch: int) -> keras.optimizers.Optimizer:
     lr: float | keras.optimizers.schedules.LearningRateSchedule = config.learning_rate
     if config.schedule == "cosine":
-        total = max(1, config.epochs * steps_per_epoch)
-        warmup = min(total - 1, config.warmup_epochs * steps_per_epoch)
-        lr = keras.optimizers.schedules.CosineDecay(
-            initial_learning_rate=config.learning_rate / 10 if warmup else config.learning_rate,
-            decay_steps=total - warmup,
-            alpha=0.01,
-            warmup_target=config.learning_rate if warmup else None,
-            warmup_steps=warmup,
+        cycles = config.cycle_epochs or (config.epochs,)
+        lr = CosineRestarts(
+            config.learning_rate,
+            [max(1, n * steps_per_epoch) for n in cycles],
+            warmup_steps=config.warmup_epochs * steps_per_epoch,
         )
     decay = config.weight_decay or None
     if config.optimizer == "adam":

@@ -85,6 +85,13 @@ def _check_recognition(recognition: dict, sizes: bench.Sizes) -> None:
         assert 0 < frame["analyze"]["p50_ms"] <= frame["analyze"]["p90_ms"]
     assert recognition["classify_batch1"]["calls"] == sizes.classify_calls
     assert recognition["classify_batch256"]["faces_per_s"] > 0
+    # The Recognizer's engine (LiteRT) and the Keras model, each at batch 1 and 256.
+    assert recognition["engine"] == "litert"
+    assert len(recognition["engines"]) == 2
+    for timing in recognition["engines"].values():
+        assert timing["batch1"]["calls"] == sizes.classify_calls
+        assert 0 < timing["batch1"]["p50_ms"] <= timing["batch1"]["p90_ms"]
+        assert timing["batch256"]["faces_per_s"] > 0
     assert "note" in recognition["fer_package"]
 
 
@@ -156,7 +163,9 @@ def test_notebook_baselines_parse_like_fer_lab(tmp_path):
         np.testing.assert_array_equal(labels, dataset.labels[:15])
 
 
-def _fake_report(quick: bool, gpus: list[str], *, cold=1.0, cached=0.1, folder=4.0, analyze=10.0, ratio=1.2):
+def _fake_report(
+    quick: bool, gpus: list[str], *, cold=1.0, cached=0.1, folder=4.0, analyze=10.0, model=0.5, ratio=1.2
+):
     default_rate = 100.0 * ratio
     return {
         "meta": {"quick": quick},
@@ -166,7 +175,8 @@ def _fake_report(quick: bool, gpus: list[str], *, cold=1.0, cached=0.1, folder=4
             "folder": {"median_s": folder},
         },
         "recognition": {
-            "frames": {"1": {"analyze": {"p50_ms": analyze}, "detection_ok": True, "detected_faces": 1}}
+            "frames": {"1": {"analyze": {"p50_ms": analyze}, "detection_ok": True, "detected_faces": 1}},
+            "classify_batch1": {"p50_ms": model},
         },
         "training": {
             "device": "GPU" if gpus else "CPU",
@@ -189,10 +199,11 @@ def test_targets_pass_and_fail_in_full_mode():
         "csv_cached": "pass",
         "folder_load": "pass",
         "analyze_one_face": "pass",
+        "model_one_face": "pass",
         "default_vs_gr5243": "pass",
         "gpu_default_epoch": "not applicable (no GPU)",
     }
-    slow = _fake_report(False, ["H200"], cold=2.0, cached=0.3, folder=6.0, analyze=20.0, ratio=0.9)
+    slow = _fake_report(False, ["H200"], cold=2.0, cached=0.3, folder=6.0, analyze=20.0, model=3.0, ratio=0.9)
     judged = {t["key"]: t for t in bench.judge_targets(slow, quick=False)}
     assert {key: t["status"] for key, t in judged.items()} == dict.fromkeys(judged, "fail")
     assert judged["default_vs_gr5243"]["value"] == pytest.approx(0.9)

@@ -116,7 +116,7 @@ def test_probabilities_follow_the_card_class_order():
     card = ModelCard(
         name="three", architecture="custom", classes=["sad", "happy", "angry"], input_shape=[48, 48, 1]
     )
-    recognizer = Recognizer(model, card)
+    recognizer = Recognizer(model, card, precision="float32")
 
     result = recognizer.analyze_face(np.full((48, 48), 255, np.uint8))
 
