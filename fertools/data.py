@@ -13,8 +13,9 @@ with their reason; a file that is no dataset at all raises :class:`DatasetError`
 
 Parsing the 300 MB ``fer2013.csv`` row by row in Python takes many seconds, so
 pixel fields are parsed by a vectorised numpy kernel (:func:`_parse_block`)
-over chunks of rows, and the result is cached on disk keyed by the file's
-path, size and modification time.
+over chunks of rows, in threads while the rows are still being scanned, and
+the result is cached on disk keyed by the file's path, size and modification
+time.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import functools
 import hashlib
 import io
 import json
+import mmap
 import os
 import zipfile
 from collections import Counter
@@ -37,11 +39,12 @@ from fertools.constants import FER2013_CLASSES, IMAGE_SIZE, NUM_PIXELS, cache_di
 from fertools.preprocess import decode_image, to_face
 
 #: Bumped whenever parsing changes, so stale cache entries are ignored.
-_CACHE_VERSION = "1"
+_CACHE_VERSION = "2"
 _USAGE_TO_SPLIT = {b"training": "train", b"publictest": "val", b"privatetest": "test"}
 _SPLIT_DIRS = {"train": "train", "training": "train", "test": "test", "validation": "val", "val": "val"}
 _IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".pgm", ".ppm", ".gif"}
-_ROWS_PER_CHUNK = 512
+#: Rows per kernel call: small enough that a chunk's index arrays stay in the CPU cache.
+_ROWS_PER_CHUNK = 64
 
 FORMATS_HELP = (
     "fer2013.csv (emotion,pixels[,Usage]), a wide CSV (label,p0..p2303), "
@@ -184,8 +187,19 @@ def load(
     if suffix == ".npz":
         return load_npz(path)
     if use_cache:
-        return _cached(path, lambda: load_csv_bytes(path.read_bytes(), str(path), progress))
-    return load_csv_bytes(path.read_bytes(), str(path), progress)
+        return _cached(path, lambda: _load_csv_file(path, progress))
+    return _load_csv_file(path, progress)
+
+
+def _load_csv_file(path: Path, progress: ProgressFn | None) -> Dataset:
+    """A CSV file, parsed from a memory map: the 300 MB are never copied as a whole."""
+    with open(path, "rb") as file:
+        try:
+            mapped = mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ)
+        except ValueError:  # an empty file cannot be mapped
+            return load_csv_bytes(b"", str(path), progress)
+    with mapped:
+        return load_csv_bytes(mapped, str(path), progress)
 
 
 def _load_bytes(data: bytes, name: str, progress: ProgressFn | None) -> Dataset:
@@ -229,8 +243,8 @@ def load_builtin(n_per_class: int = 600, seed: int = 0) -> Dataset:
 # --- CSV -----------------------------------------------------------------------------
 
 
-def load_csv_bytes(data: bytes, name: str, progress: ProgressFn | None = None) -> Dataset:
-    """Parse a FER2013-style or wide CSV held in memory."""
+def load_csv_bytes(data: bytes | mmap.mmap, name: str, progress: ProgressFn | None = None) -> Dataset:
+    """Parse a FER2013-style or wide CSV held in memory (bytes or a memory-mapped file)."""
     lines = _line_spans(data)
     if not lines:
         raise DatasetError(f"{name} is empty; expected {FORMATS_HELP}.")
@@ -296,33 +310,33 @@ def _load_fer2013(
     line_offset = 2 if has_header else 1
     labels: list[int] = []
     splits: list[str] = []
-    fields: list[tuple[int, int]] = []
-    rows: list[int] = []
     rejected: list[Rejection] = []
+    parser = _FieldParser(data, len(lines), b" ", progress)
     for number, (start, end) in enumerate(lines):
-        where = f"line {number + line_offset}"
         first = data.find(b",", start, end)
         last = data.rfind(b",", start, end)
         if first < 0:
-            rejected.append(Rejection(where, "missing pixel column"))
+            rejected.append(Rejection(f"line {number + line_offset}", "missing pixel column"))
             continue
-        emotion = data[start:first].strip().strip(b'"')
+        emotion = _FAST_LABELS.get(data[start:first])
+        if emotion is None:
+            emotion = data[start:first].strip().strip(b'"')
+            emotion = int(emotion) if emotion.isdigit() and int(emotion) < len(FER2013_CLASSES) else -1
         if last == first:  # Kaggle's train.csv: no Usage column
             split, last = "train", end
         else:
-            usage = data[last + 1 : end].strip().strip(b'"').lower()
-            split = _USAGE_TO_SPLIT.get(usage, "")
+            usage = data[last + 1 : end]
+            split = _FAST_USAGE.get(usage) or _USAGE_TO_SPLIT.get(usage.strip().strip(b'"').lower(), "")
             if not split:
-                rejected.append(Rejection(where, "unknown Usage value"))
+                rejected.append(Rejection(f"line {number + line_offset}", "unknown Usage value"))
                 continue
-        if not emotion.isdigit() or int(emotion) >= len(FER2013_CLASSES):
-            rejected.append(Rejection(where, "unknown label"))
+        if emotion < 0:
+            rejected.append(Rejection(f"line {number + line_offset}", "unknown label"))
             continue
-        labels.append(int(emotion))
+        labels.append(emotion)
         splits.append(split)
-        fields.append((first + 1, last))
-        rows.append(number + line_offset)
-    images, keep, pixel_rejects = _parse_pixel_fields(data, fields, rows, b" ", progress)
+        parser.add(first + 1, last, number + line_offset)
+    images, keep, pixel_rejects = parser.finish()
     rejected.extend(pixel_rejects)
     rejected.sort(key=lambda item: int(item.where.split()[-1]))
     return Dataset(
@@ -345,23 +359,20 @@ def _load_wide(
     line_offset = 2 if has_header else 1
     lookup = {cls: index for index, cls in enumerate(FER2013_CLASSES)}
     labels: list[int] = []
-    fields: list[tuple[int, int]] = []
-    rows: list[int] = []
     rejected: list[Rejection] = []
+    parser = _FieldParser(data, len(lines), b",", progress)
     for number, (start, end) in enumerate(lines):
-        where = f"line {number + line_offset}"
         comma = data.find(b",", start, end)
         label = data[start:comma].strip().strip(b'"').decode("utf-8", "replace").lower()
         index = lookup.get(label)
         if index is None and label.isdigit() and int(label) < len(FER2013_CLASSES):
             index = int(label)
         if comma < 0 or index is None:
-            rejected.append(Rejection(where, "unknown label"))
+            rejected.append(Rejection(f"line {number + line_offset}", "unknown label"))
             continue
         labels.append(index)
-        fields.append((comma + 1, end))
-        rows.append(number + line_offset)
-    images, keep, pixel_rejects = _parse_pixel_fields(data, fields, rows, b",", progress)
+        parser.add(comma + 1, end, number + line_offset)
+    images, keep, pixel_rejects = parser.finish()
     rejected.extend(pixel_rejects)
     rejected.sort(key=lambda item: int(item.where.split()[-1]))
     return Dataset(
@@ -374,74 +385,104 @@ def _load_wide(
     )
 
 
-def _parse_pixel_fields(
-    data: bytes,
-    fields: list[tuple[int, int]],
-    rows: list[int],
-    sep: bytes,
-    progress: ProgressFn | None,
-) -> tuple[np.ndarray, np.ndarray, list[Rejection]]:
-    """Parse each (start, end) pixel field of ``data`` into a 48x48 face.
+#: The exact bytes of the common label and Usage fields, looked up before any normalising.
+_FAST_LABELS = {str(index).encode(): index for index in range(len(FER2013_CLASSES))}
+_FAST_USAGE = {b"Training": "train", b"PublicTest": "val", b"PrivateTest": "test"}
 
-    Returns the faces of the good rows, a boolean mask over ``fields`` of the
-    rows kept, and the rejections. Rows go through the fast kernel a chunk at
-    a time (in two threads: numpy releases the GIL); a chunk that is not clean
-    is parsed again row by row, which also finds each bad row's reason.
+
+class _FieldParser:
+    """Parses pixel fields into faces in worker threads while the caller is still scanning rows.
+
+    The caller hands over each row's pixel field as ``(start, end)`` offsets
+    into ``data`` with :meth:`add`; every ``_ROWS_PER_CHUNK`` rows go to a
+    thread running the vectorised kernel (:func:`_parse_block`, numpy releases
+    the GIL). A chunk that is not clean is
+    parsed again row by row, which also finds each bad row's reason.
+    :meth:`finish` returns the faces of the good rows, a mask over the added
+    rows of those kept, and the rejections; progress is reported from the
+    calling thread only.
     """
-    count = len(fields)
-    pixels = np.zeros((count, NUM_PIXELS), dtype=np.uint8)
-    keep = np.ones(count, dtype=bool)
-    chunks = [range(lo, min(lo + _ROWS_PER_CHUNK, count)) for lo in range(0, count, _ROWS_PER_CHUNK)]
 
-    def reject(i: int, reason: str) -> Rejection:
-        keep[i] = False
-        return Rejection(f"line {rows[i]}", reason)
+    def __init__(self, data: bytes, capacity: int, sep: bytes, progress: ProgressFn | None):
+        self.data, self.sep, self.progress = data, sep, progress
+        self.pixels = np.empty((capacity, NUM_PIXELS), dtype=np.uint8)
+        self.keep = np.ones(capacity, dtype=bool)
+        self.starts: list[int] = []
+        self.ends: list[int] = []
+        self.rows: list[int] = []
+        self.submitted = 0
+        self.pool = ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1)))
+        self.futures: list = []
 
-    def parse_chunk(chunk: range) -> list[Rejection]:
-        parts = [data[start:end] for start, end in (fields[i] for i in chunk)]
-        block = _parse_block(parts, sep)
+    def add(self, start: int, end: int, row: int) -> None:
+        self.starts.append(start)
+        self.ends.append(end)
+        self.rows.append(row)
+        if len(self.starts) - self.submitted == _ROWS_PER_CHUNK:
+            self._submit()
+
+    def _submit(self) -> None:
+        lo, hi = self.submitted, len(self.starts)
+        if hi > lo:
+            self.futures.append(self.pool.submit(self._parse_chunk, lo, hi))
+            self.submitted = hi
+
+    def _parse_chunk(self, lo: int, hi: int) -> list[Rejection]:
+        view = memoryview(self.data)  # slices of a memoryview are not copies
+        parts = [view[start:end] for start, end in zip(self.starts[lo:hi], self.ends[lo:hi])]
+        block = _parse_block(parts, self.sep)
         if block is not None:
-            pixels[chunk.start : chunk.stop] = block
+            self.pixels[lo:hi] = block
             return []
         problems = []
-        for i, part in zip(chunk, parts):
+        for i, part in zip(range(lo, hi), parts):
             # Most rows of a chunk with one bad row are clean: try the kernel on each first.
-            clean = _parse_block([part], sep)
+            clean = _parse_block([part], self.sep)
             if clean is not None:
-                pixels[i] = clean[0]
+                self.pixels[i] = clean[0]
                 continue
-            row, reason = _parse_row_slowly(part, sep)
+            row, reason = _parse_row_slowly(bytes(part), self.sep)
             if row is None:
-                problems.append(reject(i, reason))
+                self.keep[i] = False
+                problems.append(Rejection(f"line {self.rows[i]}", reason))
             else:
-                pixels[i] = row
+                self.pixels[i] = row
         return problems
 
-    rejected: list[Rejection] = []
-    with ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1))) as pool:
-        for done, problems in enumerate(pool.map(parse_chunk, chunks), start=1):
-            rejected.extend(problems)
-            if progress is not None:
-                progress(done / len(chunks), f"parsed {min(done * _ROWS_PER_CHUNK, count)} of {count} rows")
-    images = pixels[keep].reshape(-1, IMAGE_SIZE, IMAGE_SIZE)
-    return images, keep, rejected
+    def finish(self) -> tuple[np.ndarray, np.ndarray, list[Rejection]]:
+        self._submit()
+        count = len(self.starts)
+        rejected: list[Rejection] = []
+        with self.pool:
+            every = max(1, len(self.futures) // 100)  # at most about 100 progress updates
+            for done, future in enumerate(self.futures, start=1):
+                rejected.extend(future.result())
+                if self.progress is not None and (done % every == 0 or done == len(self.futures)):
+                    rows = min(done * _ROWS_PER_CHUNK, count)
+                    self.progress(done / len(self.futures), f"parsed {rows} of {count} rows")
+        keep = self.keep[:count]
+        pixels = self.pixels[:count] if keep.all() else self.pixels[:count][keep]
+        return pixels.reshape(-1, IMAGE_SIZE, IMAGE_SIZE), keep, rejected
 
 
 @functools.lru_cache(maxsize=4)
 def _token_table(sep: int) -> np.ndarray:
-    """Value of a decimal token from the three bytes ending at its last digit.
+    """Value and digit count of the decimal token ending a 3-byte window.
 
-    Indexed by ``b[e-2] | b[e-1] << 8 | b[e] << 16`` for a token ending at
-    byte ``e``; 0xFFFF where those bytes are not a 1-3 digit token after ``sep``.
+    Indexed by ``b[e-2] | b[e-1] << 8 | b[e] << 16`` for a token ending at byte
+    ``e``: the value in the low 10 bits and the number of digits (1-3) in bits
+    10-11 where those bytes end a 1-3 digit token after ``sep`` (a 3-digit
+    window may also end a longer token: :func:`_parse_block` checks lengths);
+    0xFFFF otherwise.
     """
     table = np.full((256, 256, 256), 0xFFFF, dtype=np.uint16)  # [b[e], b[e-1], b[e-2]]
     digits = np.arange(10, dtype=np.uint16)
     zero = ord("0")
-    table[zero : zero + 10, sep, :] = digits[:, None]
-    table[zero : zero + 10, zero : zero + 10, sep] = digits[:, None] + 10 * digits[None, :]
+    table[zero : zero + 10, sep, :] = digits[:, None] | 1 << 10
+    table[zero : zero + 10, zero : zero + 10, sep] = (digits[:, None] + 10 * digits[None, :]) | 2 << 10
     table[zero : zero + 10, zero : zero + 10, zero : zero + 10] = (
         digits[:, None, None] + 10 * digits[None, :, None] + 100 * digits[None, None, :]
-    )
+    ) | 3 << 10
     return table.reshape(-1)
 
 
@@ -449,8 +490,10 @@ def _parse_block(parts: list[bytes], sep: bytes) -> np.ndarray | None:
     """Rows of exactly 2,304 clean tokens as ``uint8`` (rows, 2304); None if any row is not clean.
 
     The vectorised kernel: find the separators, read the 3 bytes ending at
-    each token as one little-endian word, and look the token's value up in
-    :func:`_token_table`. No Python runs per number.
+    each token as one little-endian word, and look the token's value and
+    digit count up in :func:`_token_table`. No Python runs per number. A
+    token longer than 3 bytes is caught by the digit counts not adding up to
+    the bytes between the separators.
     """
     pad = sep * 3  # every token then has three bytes before its end
     text = pad + sep.join(parts)
@@ -459,17 +502,21 @@ def _parse_block(parts: list[bytes], sep: bytes) -> np.ndarray | None:
     expected = NUM_PIXELS * len(parts)
     if len(separators) - 2 != expected or raw[-1] == raw[0]:
         return None
-    ends = np.empty(expected, dtype=np.int64)
-    ends[:-1] = separators[3:] - 1
-    ends[-1] = len(raw) - 1
+    # The 4-byte word whose last byte ends each token starts 3 bytes before that end.
+    word_starts = np.empty(expected, dtype=np.int64)
+    np.subtract(separators[3:], 4, out=word_starts[:-1])
+    word_starts[-1] = len(raw) - 4
     # Each row must begin exactly where its 2,304 tokens begin (no row short, none long).
     row_starts = np.cumsum([len(pad)] + [len(part) + 1 for part in parts[:-1]])
     if not np.array_equal(separators[2 + NUM_PIXELS * np.arange(len(parts))] + 1, row_starts):
         return None
-    words = np.ndarray(shape=(len(raw) - 3,), dtype="<u4", buffer=text, strides=(1,))[ends - 3]
-    values = _token_table(int(raw[0]))[words >> 8]
-    if values.max() > 255:
+    words = np.ndarray(shape=(len(raw) - 3,), dtype="<u4", buffer=text, strides=(1,))[word_starts]
+    entries = _token_table(int(raw[0]))[words >> 8]
+    values = entries & 0x3FF
+    if values.max() > 255:  # also every invalid window (0xFFFF)
         return None
+    if int((entries >> 10).sum(dtype=np.int64)) != len(raw) - len(separators):
+        return None  # a token of 4 or more digits
     return values.astype(np.uint8).reshape(len(parts), NUM_PIXELS)
 
 

@@ -21,7 +21,9 @@ model, so preprocessing is the same for training and for every engine.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import os
 import threading
 import warnings
@@ -65,11 +67,12 @@ def litert_model(model: keras.Model, precision: str = "int8") -> bytes:
     """The LiteRT (TFLite) flatbuffer of ``model``, with ``int8`` or ``float32`` weights."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    if precision == "int8":
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    with warnings.catch_warnings():
+    # Keras prints the temporary SavedModel's signature; keep stdout clean (``--json`` output).
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")
+        converter = tf.lite.TFLiteConverter.from_keras_model(model)
+        if precision == "int8":
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
         return converter.convert()
 
 

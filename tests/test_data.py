@@ -233,10 +233,11 @@ def test_malformed_rows_exact_labels_and_pixels(tmp_path):
 
 
 def test_malformed_rows_in_a_big_file_are_found_in_every_chunk(tmp_path):
-    """Bad rows spread over several parser chunks (512 rows each) are all found."""
+    """Bad rows spread over many parser chunks are all found, and no bad number passes as a pixel."""
     pixels, rows = big_fer2013(1500)
     lines = ["emotion,pixels,Usage", *rows]
-    bad = {10: "short", 11: "long", 700: "256", 1400: "abc", 1401: "short"}
+    # "1000" and "2550" end in a valid 3-digit pixel: the kernel must see the whole token.
+    bad = {10: "short", 11: "long", 700: "256", 701: "1000", 702: "2550", 1400: "abc", 1401: "short"}
     for index, kind in bad.items():
         label, values, usage = lines[index + 1].split(",")
         values = values.split()
@@ -252,10 +253,10 @@ def test_malformed_rows_in_a_big_file_are_found_in_every_chunk(tmp_path):
 
     dataset = data.load(path)
 
-    assert len(dataset) == 1500 - 5
+    assert len(dataset) == 1500 - len(bad)
     assert dataset.rejected_counts() == {
         "wrong pixel count (expected 2304)": 3,
-        "pixel value outside 0..255": 1,
+        "pixel value outside 0..255": 3,
         "non-numeric pixel value": 1,
     }
     keep = np.setdiff1d(np.arange(1500), list(bad))
