@@ -26,6 +26,7 @@ import hashlib
 import io
 import os
 import threading
+import time
 import warnings
 from pathlib import Path
 from typing import Protocol
@@ -158,6 +159,44 @@ class LiteEngine:
         return out
 
 
+def measure_engine(
+    model: keras.Model,
+    images: np.ndarray,
+    labels: np.ndarray,
+    precision: str = "int8",
+    calls: int = 500,
+) -> dict:
+    """The LiteRT engine against the Keras model on labelled faces: accuracy, agreement, ms per face.
+
+    What a model card records about inference, measured, not assumed.
+    """
+    from fertools.modelcard import hardware_description
+
+    lite = LiteEngine(litert_model(model, precision))
+    reference = KerasEngine(model)
+    expected = np.concatenate([reference(images[i : i + 256]) for i in range(0, len(images), 256)])
+    predicted = lite(images)
+    one = images[:1]
+    for _ in range(20):
+        lite(one)
+    seconds = []
+    for _ in range(calls):
+        start = time.perf_counter()
+        lite(one)
+        seconds.append(time.perf_counter() - start)
+    return {
+        "engine": lite.name,
+        "precision": precision,
+        "accuracy": float((predicted.argmax(axis=1) == labels).mean()),
+        "keras_accuracy": float((expected.argmax(axis=1) == labels).mean()),
+        "agreement": float((predicted.argmax(axis=1) == expected.argmax(axis=1)).mean()),
+        "max_probability_difference": float(np.abs(predicted - expected).max()),
+        "ms_per_face_p50": round(float(np.median(seconds)) * 1000, 3),
+        "ms_per_face_p90": round(float(np.percentile(seconds, 90)) * 1000, 3),
+        "hardware": hardware_description(),
+    }
+
+
 def make_engine(
     model: keras.Model,
     engine: str = "litert",
@@ -186,4 +225,5 @@ __all__ = [
     "cached_litert_model",
     "litert_model",
     "make_engine",
+    "measure_engine",
 ]

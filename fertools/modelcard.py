@@ -48,6 +48,8 @@ class ModelCard:
     training: dict = field(default_factory=dict)
     metrics: dict = field(default_factory=dict)
     dataset: dict = field(default_factory=dict)
+    #: How the Recognizer runs the model, with that engine's accuracy and speed (see fertools.engine).
+    inference: dict = field(default_factory=dict)
     created: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
     notes: list[str] = field(default_factory=list)
 
@@ -147,6 +149,14 @@ def card_markdown(card: ModelCard) -> str:
         )
         if training.get("command"):
             lines.append(f"Command: `{training['command']}`")
+    inference = card.inference
+    if inference:
+        lines.append(
+            f"Inference: {inference['engine']} engine with {inference['precision']} weights, "
+            f"{inference['accuracy']:.2%} validation accuracy ({inference['agreement']:.1%} of predictions "
+            f"equal to the Keras model's), {inference['ms_per_face_p50']:.2f} ms per face "
+            f"(batch 1, median) on {inference.get('hardware', '?')}."
+        )
     for note in card.notes:
         lines.append(f"Note: {note}")
     text = "\n\n".join(lines)

@@ -771,4 +771,13 @@ def export_best(
         notes=[note] if note else [],
         epochs_run=len(history),
     )
+    # The card also records how the Recognizer will run this model, measured on the same faces.
+    from fertools.engine import measure_engine
+    from fertools.modelcard import CARD_FILE, read_card
+
+    val_set = data.subset("val")
+    card = read_card(target)
+    card.inference = measure_engine(model, val_set.images, val_set.labels)
+    (target / CARD_FILE).write_text(card.to_json())
+    metrics["inference"] = card.inference
     return metrics

@@ -308,6 +308,8 @@ def test_class_weight_vector_modes():
         ({"val_fraction": 1.0}, "validation fraction"),
         ({"val_fraction": -0.1}, "validation fraction"),
         ({"label_smoothing": 1.0}, "label smoothing"),
+        ({"epochs": 10, "cycle_epochs": (4, 4)}, "must be positive and sum to the 10 epochs"),
+        ({"epochs": 4, "cycle_epochs": (4, 0)}, "must be positive"),
     ],
 )
 def test_validate_refuses_settings_that_cannot_work(change, message):
@@ -358,3 +360,41 @@ def test_make_dataset_batches_and_one_hot():
     assert x.shape == (4, 48, 48, 1) and x.dtype == "float32" and y.shape == (4, 3)
     weighted = list(train.make_dataset(faces, labels, 3, 4, False, 0, sample_weights=np.ones(10)))
     assert [len(b[0]) for b in weighted] == [4, 4, 2] and len(weighted[0]) == 3
+
+
+def test_cosine_restarts_warm_up_and_decay_in_every_cycle():
+    schedule = train.CosineRestarts(1e-3, [100, 200], warmup_steps=10, alpha=0.01)
+    rates = np.array([float(schedule(step)) for step in range(300)])
+    # Each cycle: from peak / 10 up to the peak over the warm-up, then a cosine down to alpha * peak.
+    for start, length in ((0, 100), (100, 200)):
+        cycle = rates[start : start + length]
+        assert cycle[0] == pytest.approx(1e-4)
+        assert cycle[10] == pytest.approx(1e-3)
+        assert np.all(np.diff(cycle[:11]) > 0) and np.all(np.diff(cycle[10:]) < 0)
+        assert cycle[-1] == pytest.approx(1e-5, rel=0.05)
+    assert float(schedule(10_000)) == pytest.approx(1e-5)  # past the end it stays at the floor
+    # One cycle is Keras' own warm-up + cosine decay.
+    keras_schedule = keras.optimizers.schedules.CosineDecay(
+        1e-4, 90, alpha=0.01, warmup_target=1e-3, warmup_steps=10
+    )
+    single = train.CosineRestarts(1e-3, [100], warmup_steps=10)
+    for step in (0, 5, 10, 50, 99):
+        assert float(single(step)) == pytest.approx(float(keras_schedule(step)), rel=1e-5)
+    assert train.CosineRestarts.from_config(schedule.get_config()).get_config() == schedule.get_config()
+
+
+def test_export_best_writes_a_card_with_the_inference_engine_measured(trained_run, tmp_path):
+    _, run_dir, _ = trained_run
+    dataset = load_builtin(n_per_class=150, seed=0)
+
+    metrics = train.export_best(run_dir, dataset, tmp_path / "exported", note="a test export")
+
+    model, card = load_model_dir(tmp_path / "exported")
+    assert card.metrics["accuracy"] == pytest.approx(metrics["accuracy"])
+    assert card.notes == ["a test export"]
+    inference = card.inference
+    assert inference["engine"] == "litert" and inference["precision"] == "int8"
+    assert inference["keras_accuracy"] == pytest.approx(card.metrics["accuracy"])
+    assert abs(inference["accuracy"] - inference["keras_accuracy"]) <= 0.02
+    assert inference["agreement"] >= 0.97
+    assert 0 < inference["ms_per_face_p50"] <= inference["ms_per_face_p90"]
