@@ -451,6 +451,22 @@ def write_status(run_dir: Path, state: str, **extra) -> None:
     _write_json(path, current)
 
 
+def seconds_trained(run_dir: str | os.PathLike) -> float:
+    """Training time of a run over all its sessions (a resumed run adds up), up to its last activity."""
+    run_dir = Path(run_dir)
+    path = run_dir / "status.json"
+    status = json.loads(path.read_text()) if path.exists() else {}
+    started = status.get("started")
+    if started is None:
+        return 0.0
+    ends = [status.get("updated", started)]
+    if status.get("finished", 0) >= started:
+        ends.append(status["finished"])
+    if (run_dir / "history.csv").exists():
+        ends.append((run_dir / "history.csv").stat().st_mtime)
+    return float(status.get("earlier_seconds", 0.0)) + max(0.0, max(ends) - started)
+
+
 # --- the recipe -----------------------------------------------------------------------------
 
 
@@ -500,11 +516,13 @@ def train(
     val_batch = _even_batch(val_rows, 256, replicas)
     steps = max(1, len(train_set) // global_batch)
 
+    earlier = seconds_trained(run_dir)  # the sessions before this one, when resuming
     started = time.time()
     write_status(
         run_dir,
         "running",
         started=started,
+        earlier_seconds=earlier,
         pid=os.getpid(),
         reason="",
         command=command,
@@ -604,7 +622,7 @@ def train(
         val_set if len(val_set) else train_set,
         config,
         run_dir,
-        time.time() - started,
+        earlier + time.time() - started,
         epochs_done,
         command,
     )
@@ -727,6 +745,7 @@ __all__ = [
     "make_dataset",
     "read_history",
     "resume_config",
+    "seconds_trained",
     "train",
 ]
 
@@ -755,7 +774,7 @@ def export_best(
     model.load_weights(run_dir / "best.weights.h5")
     status = json.loads((run_dir / "status.json").read_text()) if (run_dir / "status.json").exists() else {}
     history = read_history(run_dir)
-    seconds = float(status.get("finished", time.time()) - status.get("started", time.time()))
+    seconds = seconds_trained(run_dir)
     command = command or status.get("command", "")
     target = Path(out_dir) if out_dir else run_dir / "model"
     metrics = _finish(

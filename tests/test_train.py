@@ -150,6 +150,8 @@ def test_an_interrupted_run_resumes_from_its_last_epoch(tmp_path):
     assert status(run_dir)["state"] == "failed"
     assert "simulated crash" in status(run_dir)["reason"]
     assert [row["epoch"] for row in read_history(run_dir)] == [0, 1]
+    first_session = train.seconds_trained(run_dir)
+    assert first_session > 0
 
     result = train.train(dataset, config, run_dir)
 
@@ -157,6 +159,11 @@ def test_an_interrupted_run_resumes_from_its_last_epoch(tmp_path):
     assert [row["epoch"] for row in read_history(run_dir)] == [0, 1, 2, 3]
     assert status(run_dir)["state"] == "finished"
     assert (run_dir / "model" / "model.keras").exists()
+    # Training time adds up over both sessions.
+    assert status(run_dir)["earlier_seconds"] == pytest.approx(first_session)
+    card = load_model_dir(run_dir / "model")[1]
+    assert card.training["seconds"] >= round(first_session, 1)
+    assert train.seconds_trained(run_dir) >= card.training["seconds"] - 0.1
 
 
 def _register_nan_model(monkeypatch) -> str:
