@@ -120,8 +120,8 @@ class TrainConfig:
 PRESETS: dict[str, TrainConfig] = {
     "default": TrainConfig(
         architecture="default",
-        epochs=75,
-        cycle_epochs=(30, 45),
+        epochs=90,
+        cycle_epochs=(30, 60),
         batch_size=64,
         learning_rate=1e-3,
         optimizer="adamw",
