@@ -262,7 +262,7 @@ def cmd_predict(args) -> int:
     from fertools.recognize import Recognizer, draw_faces
 
     try:
-        recognizer = Recognizer.load(args.model)
+        recognizer = Recognizer.load(args.model, tta=args.tta)
     except ModelLoadError as error:
         raise UserError(str(error)) from None
     results = []
@@ -370,6 +370,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("images", nargs="+")
     p.add_argument("--model", default=str(DEFAULT_MODEL_DIR))
     p.add_argument("--whole", action="store_true", help="treat each image as one face crop")
+    p.add_argument("--tta", action="store_true", help="average each face with its mirror image")
     p.add_argument("--annotate", metavar="OUT.png", help="write the image with boxes and labels")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_predict)

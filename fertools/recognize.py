@@ -77,17 +77,20 @@ class Recognizer:
         model, card = load_model_dir(Path(model_dir))
         return cls(model, card, model_file=Path(model_dir) / MODEL_FILE, **kwargs)
 
-    def classify(self, faces: np.ndarray) -> np.ndarray:
-        """Probabilities (N, classes) for ``uint8`` faces (N, size, size), in card class order."""
+    def classify(self, faces: np.ndarray, tta: bool | None = None) -> np.ndarray:
+        """Probabilities (N, classes) for ``uint8`` faces (N, size, size), in card class order.
+
+        ``tta`` (default: the recognizer's setting) averages each face with its mirror image.
+        """
         if len(faces) == 0:
             return np.zeros((0, len(self.classes)), dtype=np.float32)
         probabilities = self.engine(faces)
-        if self.tta:
+        if self.tta if tta is None else tta:
             probabilities = (probabilities + self.engine(faces[:, :, ::-1])) / 2
         return probabilities
 
-    def _results(self, boxes: list[Box], faces: np.ndarray) -> list[FaceResult]:
-        probabilities = self.classify(faces)
+    def _results(self, boxes: list[Box], faces: np.ndarray, tta: bool | None) -> list[FaceResult]:
+        probabilities = self.classify(faces, tta)
         results = []
         for box, face, row in zip(boxes, faces, probabilities):
             scores = {name: float(p) for name, p in zip(self.classes, row)}
@@ -95,23 +98,28 @@ class Recognizer:
         return results
 
     def analyze(
-        self, frame: np.ndarray, max_faces: int = 16, detector: FaceDetector | None = None
+        self,
+        frame: np.ndarray,
+        max_faces: int = 16,
+        detector: FaceDetector | None = None,
+        tta: bool | None = None,
     ) -> list[FaceResult]:
         """Every face in a BGR (or gray) ``uint8`` frame, largest first.
 
-        ``detector`` overrides the shared one for this call (a per-session minimum face size).
+        ``detector`` overrides the shared one for this call (a per-session minimum face size);
+        ``tta`` the recognizer's mirror averaging.
         """
         boxes = (detector or self.detector).detect(frame)[:max_faces]
         if not boxes:
             return []
         faces = np.stack([crop_face(frame, box, self.margin, self.input_size) for box in boxes])
-        return self._results(boxes, faces)
+        return self._results(boxes, faces, tta)
 
-    def analyze_face(self, image: np.ndarray) -> FaceResult:
+    def analyze_face(self, image: np.ndarray, tta: bool | None = None) -> FaceResult:
         """Treat the whole image as one face crop (for images that already are a face)."""
         face = to_face(image, self.input_size)
         height, width = image.shape[:2]
-        return self._results([(0, 0, width, height)], face[None])[0]
+        return self._results([(0, 0, width, height)], face[None], tta)[0]
 
 
 #: Colours (BGR) per class for boxes and bars; unknown classes get grey.

@@ -143,6 +143,10 @@ def test_photo_page_sample_and_whole_image(tiny_run_model):
     assert at.subheader[0].value.startswith("Face 1: ")
     assert len(at.get("plotly_chart")) == 1
 
+    at.toggle(key="photo_tta").set_value(True).run()  # mirror averaging
+    assert not at.exception
+    assert at.subheader[0].value.startswith("Face 1: ")
+
     button(at, "New sample").click().run()
     assert not at.exception
     assert at.number_input(key="photo_seed").value == 1

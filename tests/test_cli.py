@@ -261,6 +261,12 @@ def test_predict_json(tiny_model_dir, photos, capsys):
     assert sum(face["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
     assert face["label"] == max(face["probabilities"], key=face["probabilities"].get)
 
+    code, out, _ = main(["predict", "--model", tiny_model_dir, photos[0], "--json", "--tta"], capsys)
+    assert code == 0
+    (mirrored,) = json.loads(out)[0]
+    assert mirrored["box"] == face["box"]
+    assert sum(mirrored["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
+
 
 def test_predict_whole_and_text(tiny_model_dir, photos, capsys):
     code, out, _ = main(["predict", "--model", tiny_model_dir, photos[1], "--whole", "--json"], capsys)

@@ -25,9 +25,9 @@ class ClassifySpy:
         self._real = recognizer.classify
         monkeypatch.setattr(recognizer, "classify", self)
 
-    def __call__(self, faces: np.ndarray) -> np.ndarray:
+    def __call__(self, faces: np.ndarray, tta: bool | None = None) -> np.ndarray:
         self.shapes.append(faces.shape)
-        return self._real(faces)
+        return self._real(faces, tta)
 
 
 def _iou(a, b) -> float:
@@ -128,12 +128,19 @@ def test_probabilities_follow_the_card_class_order():
     )
 
 
-def test_tta_averages_with_the_mirror(tiny_model_dir):
+def test_tta_averages_with_the_mirror(tiny_model_dir, haar_face_frame):
     plain = Recognizer.load(tiny_model_dir)
     tta = Recognizer(plain.model, plain.card, tta=True)
     faces = np.random.default_rng(1).integers(0, 256, size=(2, 48, 48), dtype=np.uint8)
     expected = (plain.classify(faces) + plain.classify(faces[:, :, ::-1].copy())) / 2
     np.testing.assert_allclose(tta.classify(faces), expected, atol=1e-5)
+    # Per call, either way round.
+    np.testing.assert_allclose(plain.classify(faces, tta=True), expected, atol=1e-5)
+    np.testing.assert_allclose(tta.classify(faces, tta=False), plain.classify(faces), atol=1e-5)
+    mirrored = plain.analyze(haar_face_frame, tta=True)[0]
+    assert mirrored.probabilities == tta.analyze(haar_face_frame)[0].probabilities
+    whole = plain.analyze_face(faces[0], tta=True)
+    assert whole.probabilities == tta.analyze_face(faces[0]).probabilities
 
 
 def test_draw_faces_returns_an_annotated_copy(recognizer, haar_face_frame):
