@@ -24,6 +24,20 @@ FER2013_CLASSES: tuple[str, ...] = (
     "neutral",
 )
 
+#: Where FER2013 comes from and on what terms; model cards of FER2013-trained models carry it.
+FER2013_ABOUT = {
+    "origin": (
+        "FER2013, from the ICML 2013 workshop 'Challenges in Representation Learning' facial "
+        "expression challenge (Goodfellow et al., 2013, 'Challenges in Representation Learning: "
+        "A report on three machine learning contests'); faces collected by Google image search, "
+        "48x48 grayscale, distributed on Kaggle"
+    ),
+    "terms": (
+        "the Kaggle competition's rules (research and teaching, not commercial use); the images "
+        "stay their owners' and are not redistributed by FER Lab: the model ships, the data does not"
+    ),
+}
+
 #: Side of the square grayscale face every model sees.
 IMAGE_SIZE = 48
 INPUT_SHAPE: tuple[int, int, int] = (IMAGE_SIZE, IMAGE_SIZE, 1)

@@ -140,6 +140,8 @@ def card_markdown(card: ModelCard) -> str:
         lines.append(line + f", on {metrics.get('n', '?')} faces ({dataset.get('split', '')}).")
     if dataset:
         lines.append(f"Data: {dataset.get('source', '?')}; sizes {dataset.get('sizes', {})}.")
+        if "origin" in dataset:
+            lines.append(f"Origin: {dataset['origin']}. Terms: {dataset.get('terms', 'see the source')}.")
     if training:
         epochs = training.get("epochs_run", training.get("epochs"))
         lines.append(

@@ -757,12 +757,16 @@ def export_best(
     *,
     note: str = "",
     command: str = "",
+    about: dict | None = None,
 ) -> dict:
     """Evaluate a run's best epoch so far and save it as a model folder (default ``run_dir/model``).
 
     Works while the run is still going or after it was interrupted: the model is
     rebuilt from ``config.json`` and ``best.weights.h5``, evaluated on the same
-    seeded validation split, and written with a full card. Returns the metrics.
+    seeded validation split, and written with a full card, which also records
+    the inference engine's accuracy and speed and, from ``about``, the data's
+    origin and terms (e.g. :data:`fertools.constants.FER2013_ABOUT`). Returns
+    the metrics.
     """
     run_dir = Path(run_dir)
     config = resume_config(run_dir)
@@ -797,6 +801,7 @@ def export_best(
     val_set = data.subset("val")
     card = read_card(target)
     card.inference = measure_engine(model, val_set.images, val_set.labels)
+    card.dataset.update(about or {})
     (target / CARD_FILE).write_text(card.to_json())
     metrics["inference"] = card.inference
     return metrics
