@@ -16,15 +16,32 @@ import tensorflow as tf
 def last_conv_layer(model: keras.Model) -> keras.layers.Layer:
     """The last layer with a 4-D (N, H, W, C) output, where spatial detail is still there."""
     for layer in reversed(model.layers):
-        shape = getattr(layer, "output", None)
-        if shape is not None and len(layer.output.shape) == 4 and not isinstance(layer, keras.Model):
+        if isinstance(layer, (keras.Model, keras.layers.InputLayer)):
+            continue
+        output = getattr(layer, "output", None)
+        if output is not None and len(output.shape) == 4:
             return layer
     raise ValueError(f"{model.name} has no convolutional layer for Grad-CAM")
 
 
 def gradcam(model: keras.Model, face: np.ndarray, class_index: int | None = None) -> np.ndarray:
-    """Heatmap in [0, 1], same size as ``face`` (``uint8`` (H, W)), for ``class_index`` (default: the top class)."""
-    layer = last_conv_layer(model)
+    """Heatmap in [0, 1], same size as ``face`` (``uint8`` (H, W)), for ``class_index`` (default: the top class).
+
+    For an ensemble of nested networks (a snapshot ensemble), the mean of the members' heatmaps
+    for the ensemble's class.
+    """
+    members = [layer for layer in model.layers if isinstance(layer, keras.Model)]
+    try:
+        layer = last_conv_layer(model)
+    except ValueError:
+        if not members:
+            raise
+        if class_index is None:
+            x = tf.convert_to_tensor(face[None, ..., None], dtype=tf.float32)
+            class_index = int(np.argmax(model(x, training=False)[0]))
+        maps = np.stack([gradcam(member, face, class_index) for member in members])
+        mean = maps.mean(axis=0)
+        return mean / mean.max() if mean.max() > 0 else mean
     probe = keras.Model(model.inputs, [layer.output, model.output])
     x = tf.convert_to_tensor(face[None, ..., None], dtype=tf.float32)
     with tf.GradientTape() as tape:

@@ -61,6 +61,9 @@ class TrainConfig:
     #: Cosine with warm restarts (SGDR): the epochs of each cycle, summing to ``epochs``.
     #: Empty means one cycle over all epochs.
     cycle_epochs: tuple[int, ...] = ()
+    #: With two or more cosine cycles: the final model averages the best epoch of every cycle
+    #: (a snapshot ensemble, Huang et al. 2017: several models for the training cost of one).
+    snapshot_ensemble: bool = False
     label_smoothing: float = 0.0
     #: "balanced" weighs classes by n / (k * n_c), "sqrt" by its square root (gentler).
     class_weights: str = "none"
@@ -96,6 +99,8 @@ class TrainConfig:
             raise ValueError("the validation fraction must be in [0, 1)")
         if not 0 <= self.label_smoothing < 1:
             raise ValueError("label smoothing must be in [0, 1)")
+        if self.snapshot_ensemble and (self.schedule != "cosine" or len(self.cycle_epochs) < 2):
+            raise ValueError("a snapshot ensemble needs the cosine schedule with two or more cycles")
         if self.cycle_epochs and (sum(self.cycle_epochs) != self.epochs or min(self.cycle_epochs) < 1):
             raise ValueError(
                 f"the cosine cycles {list(self.cycle_epochs)} must be positive and sum to the {self.epochs} epochs"
@@ -122,6 +127,7 @@ PRESETS: dict[str, TrainConfig] = {
         architecture="default",
         epochs=90,
         cycle_epochs=(30, 60),
+        snapshot_ensemble=True,
         batch_size=64,
         learning_rate=1e-3,
         optimizer="adamw",
@@ -573,6 +579,7 @@ def train(
             keras.callbacks.TerminateOnNaN(),
             keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
             _BestWeights(model, best_path, monitor),
+            *_snapshot_trackers(model, config, run_dir, monitor),
             tracker,
         ]
         if config.schedule == "plateau":
@@ -616,6 +623,7 @@ def train(
         return TrainResult(run_dir, "failed", reason, {}, epochs_done)
     if best_path.exists():
         model.load_weights(best_path)
+    model = snapshot_ensemble(config, run_dir, num_classes, (*data.images.shape[1:], 1)) or model
     metrics = _finish(
         model,
         data,
@@ -652,18 +660,68 @@ class _BestWeights(keras.callbacks.Callback):
     epochs before it, so the score is kept next to the weights.
     """
 
-    def __init__(self, model: keras.Model, path: Path, monitor: str):
+    def __init__(self, model: keras.Model, path: Path, monitor: str, epochs: range | None = None):
         super().__init__()
-        self.inner, self.path, self.monitor = model, path, monitor
+        self.inner, self.path, self.monitor, self.epochs = model, path, monitor, epochs
         self.score_path = path.with_suffix(".json")
         self.best = json.loads(self.score_path.read_text())["score"] if self.score_path.exists() else -np.inf
 
     def on_epoch_end(self, epoch, logs=None):
+        if self.epochs is not None and epoch not in self.epochs:
+            return
         score = (logs or {}).get(self.monitor)
         if score is not None and np.isfinite(score) and score > self.best:
             self.best = float(score)
             self.inner.save_weights(self.path)
             _write_json(self.score_path, {"score": self.best, "epoch": epoch + 1})
+
+
+def _cycles(config: TrainConfig) -> list[range]:
+    """The epochs (0-based) of each cosine cycle."""
+    bounds = np.cumsum([0, *(config.cycle_epochs or (config.epochs,))])
+    return [range(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+def _snapshot_trackers(
+    model: keras.Model, config: TrainConfig, run_dir: Path, monitor: str
+) -> list[keras.callbacks.Callback]:
+    """One best-weights tracker per cosine cycle, saving ``snapshots/cycle<k>.weights.h5``."""
+    if not (config.snapshot_ensemble and config.schedule == "cosine" and len(config.cycle_epochs) > 1):
+        return []
+    (run_dir / "snapshots").mkdir(exist_ok=True)
+    return [
+        _BestWeights(model, run_dir / "snapshots" / f"cycle{k}.weights.h5", monitor, epochs)
+        for k, epochs in enumerate(_cycles(config), start=1)
+    ]
+
+
+def snapshot_ensemble(
+    config: TrainConfig, run_dir: str | os.PathLike, num_classes: int, input_shape: tuple[int, ...]
+) -> keras.Model | None:
+    """The model averaging the best epoch of every finished cycle; None unless there are two or more.
+
+    Each snapshot is a full ``config.architecture`` network nested in one
+    functional model (``snapshot1``, ``snapshot2``, ...), so the result saves,
+    loads (``safe_mode=True``) and converts like any other model.
+    """
+    paths = sorted((Path(run_dir) / "snapshots").glob("cycle*.weights.h5"))
+    if not config.snapshot_ensemble or len(paths) < 2:
+        return None
+    members = []
+    for index, path in enumerate(paths, start=1):
+        member = models.create(config.architecture, num_classes, tuple(input_shape), **config.model_kwargs)
+        member.load_weights(path)
+        member.name = f"snapshot{index}"
+        members.append(member)
+    inputs = keras.Input(shape=tuple(input_shape), name="pixels")
+    average = keras.layers.Average(name="snapshot_average")([member(inputs) for member in members])
+    return keras.Model(inputs, average, name=f"{config.architecture}_snapshot_ensemble")
+
+
+def snapshot_scores(run_dir: str | os.PathLike) -> list[dict]:
+    """``{"cycle", "epoch", "score"}`` of each saved snapshot (epochs 1-based)."""
+    found = sorted((Path(run_dir) / "snapshots").glob("cycle*.weights.json"))
+    return [{"cycle": int(path.name[5:].split(".")[0]), **json.loads(path.read_text())} for path in found]
 
 
 def _finish(
@@ -724,6 +782,12 @@ def _finish(
         },
     )
     card.notes = list(notes or [])
+    if model.name.endswith("_snapshot_ensemble"):
+        card.training["snapshots"] = snapshot_scores(run_dir)
+        card.notes.append(
+            f"A snapshot ensemble: the average of {len(card.training['snapshots'])} `{config.architecture}` "
+            "networks, the best epoch of each cosine cycle of one run."
+        )
     if epochs_run is not None:
         card.training["epochs_run"] = epochs_run
         card.training["best_epoch"] = epochs_done
@@ -745,6 +809,8 @@ __all__ = [
     "make_dataset",
     "read_history",
     "resume_config",
+    "snapshot_ensemble",
+    "snapshot_scores",
     "seconds_trained",
     "train",
 ]
@@ -776,6 +842,7 @@ def export_best(
         config.architecture, len(data.classes), (*data.images.shape[1:], 1), **config.model_kwargs
     )
     model.load_weights(run_dir / "best.weights.h5")
+    model = snapshot_ensemble(config, run_dir, len(data.classes), (*data.images.shape[1:], 1)) or model
     status = json.loads((run_dir / "status.json").read_text()) if (run_dir / "status.json").exists() else {}
     history = read_history(run_dir)
     seconds = seconds_trained(run_dir)

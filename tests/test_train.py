@@ -317,6 +317,7 @@ def test_class_weight_vector_modes():
         ({"label_smoothing": 1.0}, "label smoothing"),
         ({"epochs": 10, "cycle_epochs": (4, 4)}, "must be positive and sum to the 10 epochs"),
         ({"epochs": 4, "cycle_epochs": (4, 0)}, "must be positive"),
+        ({"snapshot_ensemble": True}, "needs the cosine schedule with two or more cycles"),
     ],
 )
 def test_validate_refuses_settings_that_cannot_work(change, message):
@@ -408,3 +409,38 @@ def test_export_best_writes_a_card_with_the_inference_engine_measured(trained_ru
     assert abs(inference["accuracy"] - inference["keras_accuracy"]) <= 0.02
     assert inference["agreement"] >= 0.97
     assert 0 < inference["ms_per_face_p50"] <= inference["ms_per_face_p90"]
+
+
+def test_a_snapshot_ensemble_averages_the_best_epoch_of_each_cycle(tmp_path):
+    dataset = load_builtin(n_per_class=60, seed=2)
+    config = TrainConfig(
+        architecture="default",
+        epochs=4,
+        cycle_epochs=(2, 2),
+        schedule="cosine",
+        snapshot_ensemble=True,
+        batch_size=32,
+        learning_rate=3e-3,
+        augment=NO_AUGMENTATION,
+    )
+    run_dir = tmp_path / "run"
+
+    result = train.train(dataset, config, run_dir)
+
+    assert result.status == "finished"
+    scores = train.snapshot_scores(run_dir)
+    assert [s["cycle"] for s in scores] == [1, 2]
+    assert 1 <= scores[0]["epoch"] <= 2 and 3 <= scores[1]["epoch"] <= 4  # each within its own cycle
+    model, card = load_model_dir(run_dir / "model")  # safe_mode=True
+    members = [layer for layer in model.layers if isinstance(layer, keras.Model)]
+    assert [m.name for m in members] == ["snapshot1", "snapshot2"]
+    assert card.parameters == 2 * models.create("default", 7).count_params()
+    assert card.training["snapshots"] == scores
+    faces = dataset.images[:5, ..., None].astype("float32")
+    expected = np.mean([m(faces, training=False) for m in members], axis=0)
+    np.testing.assert_allclose(model(faces, training=False), expected, atol=1e-6)
+    # Grad-CAM works through the nested networks.
+    from fertools.gradcam import gradcam
+
+    heatmap = gradcam(model, dataset.images[0])
+    assert heatmap.shape == (48, 48) and 0 <= heatmap.min() and heatmap.max() <= 1
