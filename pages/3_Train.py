@@ -50,6 +50,8 @@ def _widget_values(config: TrainConfig) -> dict:
         "train_weight_decay": config.weight_decay,
         "train_schedule": config.schedule,
         "train_warmup": config.warmup_epochs,
+        "train_cycles": ", ".join(str(n) for n in config.cycle_epochs),
+        "train_snapshots": config.snapshot_ensemble,
         "train_smoothing": config.label_smoothing,
         "train_class_weights": config.class_weights,
         "train_mixup": config.mixup,
@@ -74,6 +76,14 @@ def _augmentation() -> AugmentConfig:
     return AugmentConfig.from_dict(carried) if carried else AugmentConfig()
 
 
+def _cycles(text: str) -> tuple[int, ...]:
+    """'30, 60' -> (30, 60); ValueError with a sentence for anything else."""
+    parts = [part.strip() for part in text.replace(";", ",").split(",") if part.strip()]
+    if not all(part.isdigit() for part in parts):
+        raise ValueError(f"cosine cycles must be whole numbers of epochs separated by commas, not {text!r}")
+    return tuple(int(part) for part in parts)
+
+
 def _config_from_widgets() -> TrainConfig:
     state = st.session_state
     return TrainConfig(
@@ -86,6 +96,8 @@ def _config_from_widgets() -> TrainConfig:
         weight_decay=float(state["train_weight_decay"]),
         schedule=state["train_schedule"],
         warmup_epochs=int(state["train_warmup"]),
+        cycle_epochs=_cycles(state["train_cycles"]),
+        snapshot_ensemble=bool(state["train_snapshots"]),
         label_smoothing=float(state["train_smoothing"]),
         class_weights=state["train_class_weights"],
         augment=_augmentation() if state["train_augment"] else None,
@@ -249,6 +261,18 @@ def configure_section(dataset) -> None:
             c, d = st.columns(2)
             c.number_input("Seed", min_value=0, max_value=2**31 - 1, key="train_seed")
             d.number_input("Warm-up epochs (cosine)", min_value=0, max_value=50, key="train_warmup")
+            c.text_input(
+                "Cosine cycles (epochs)",
+                key="train_cycles",
+                placeholder="e.g. 30, 60",
+                help="Warm restarts: the cosine schedule restarts after each cycle; the cycles must add "
+                "up to the epochs. Empty: one cycle.",
+            )
+            d.checkbox(
+                "Snapshot ensemble",
+                key="train_snapshots",
+                help="With two or more cycles: the final model averages the best epoch of each cycle.",
+            )
             c.number_input(
                 "Momentum (sgd, rmsprop)", min_value=0.0, max_value=0.999, step=0.05, key="train_momentum"
             )

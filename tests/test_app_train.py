@@ -166,6 +166,16 @@ def test_preset_fills_in_settings(tiny_source):
     assert at.selectbox(key="train_arch").value == "internship_cnn"
     assert at.number_input(key="train_epochs").value == 100
 
+    # The shipped model's preset, warm restarts and snapshot ensemble included.
+    at.selectbox(key="train_preset").set_value("default").run()
+    assert at.number_input(key="train_epochs").value == 90
+    assert at.text_input(key="train_cycles").value == "30, 60"
+    assert at.checkbox(key="train_snapshots").value is True
+
+    at.text_input(key="train_cycles").set_value("30, sixty").run()
+    button(at, "Start training").click().run()
+    assert any("cosine cycles must be whole numbers" in e.value for e in at.error)
+
 
 def test_live_view_of_a_running_run_and_cancel(tiny_source, ferlab_dirs, fake_worker):
     run_id = fake_running_run(ferlab_dirs["runs"], fake_worker)
