@@ -125,8 +125,8 @@ class TrainConfig:
 PRESETS: dict[str, TrainConfig] = {
     "default": TrainConfig(
         architecture="default",
-        epochs=90,
-        cycle_epochs=(30, 60),
+        epochs=80,
+        cycle_epochs=(30, 50),
         snapshot_ensemble=True,
         batch_size=64,
         learning_rate=1e-3,
