@@ -22,7 +22,7 @@ from streamlit.testing.v1 import AppTest
 from fertools import jobs
 from fertools.data import save_npz
 from fertools.evaluate import report
-from fertools.train import TrainConfig
+from fertools.train import PRESETS, TrainConfig
 
 PAGE = str(Path(__file__).resolve().parent.parent / "pages" / "3_Train.py")
 
@@ -168,8 +168,9 @@ def test_preset_fills_in_settings(tiny_source):
 
     # The shipped model's preset, warm restarts and snapshot ensemble included.
     at.selectbox(key="train_preset").set_value("default").run()
-    assert at.number_input(key="train_epochs").value == 90
-    assert at.text_input(key="train_cycles").value == "30, 60"
+    preset = PRESETS["default"]
+    assert at.number_input(key="train_epochs").value == preset.epochs
+    assert at.text_input(key="train_cycles").value == ", ".join(map(str, preset.cycle_epochs))
     assert at.checkbox(key="train_snapshots").value is True
 
     at.text_input(key="train_cycles").set_value("30, sixty").run()
