@@ -127,7 +127,6 @@ PRESETS: dict[str, TrainConfig] = {
         architecture="default",
         epochs=80,
         cycle_epochs=(30, 50),
-        snapshot_ensemble=True,
         batch_size=64,
         learning_rate=1e-3,
         optimizer="adamw",

@@ -166,12 +166,12 @@ def test_preset_fills_in_settings(tiny_source):
     assert at.selectbox(key="train_arch").value == "internship_cnn"
     assert at.number_input(key="train_epochs").value == 100
 
-    # The shipped model's preset, warm restarts and snapshot ensemble included.
+    # The shipped model's preset, warm restarts included.
     at.selectbox(key="train_preset").set_value("default").run()
     preset = PRESETS["default"]
     assert at.number_input(key="train_epochs").value == preset.epochs
     assert at.text_input(key="train_cycles").value == ", ".join(map(str, preset.cycle_epochs))
-    assert at.checkbox(key="train_snapshots").value is True
+    assert at.checkbox(key="train_snapshots").value is preset.snapshot_ensemble
 
     at.text_input(key="train_cycles").set_value("30, sixty").run()
     button(at, "Start training").click().run()

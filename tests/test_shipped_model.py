@@ -1,6 +1,7 @@
 """The shipped model in models/default: it loads safely, its card is complete, and it classifies faces."""
 
 import json
+import time
 
 import keras
 import numpy as np
@@ -22,6 +23,25 @@ def test_shipped_model_loads_with_safe_mode_and_has_a_complete_card():
     assert set(card["metrics"]["per_class"]) == set(FER2013_CLASSES)
     assert card["training"]["command"].startswith("python -m fertools train --preset default")
     assert (DEFAULT_MODEL_DIR / MODEL_FILE).stat().st_size <= 20 * 1024 * 1024
+    assert {"origin", "terms"} <= set(card["dataset"])
+    inference = card["inference"]
+    assert inference["engine"] == "litert" and inference["precision"] == "int8"
+    assert abs(inference["accuracy"] - card["metrics"]["accuracy"]) <= 0.01
+
+
+def test_shipped_model_classifies_one_face_within_2_ms():
+    """The issue's budget: one face through the model in at most 2 ms (batch 1, no model.predict)."""
+    recognizer = Recognizer.load(DEFAULT_MODEL_DIR)
+    assert recognizer.engine.name == "litert"
+    face = synthetic.generate(n_per_class=1, seed=6)[0][:1]
+    for _ in range(20):
+        recognizer.classify(face)
+    seconds = []
+    for _ in range(300):
+        start = time.perf_counter()
+        recognizer.classify(face)
+        seconds.append(time.perf_counter() - start)
+    assert np.median(seconds) <= 0.002
 
 
 def test_shipped_model_classifies_generated_faces():
