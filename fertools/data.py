@@ -20,6 +20,7 @@ time.
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import hashlib
 import io
@@ -387,6 +388,28 @@ def _load_wide(
     )
 
 
+@functools.cache
+def _keep_scratch_memory() -> None:
+    """Keep the parser's scratch arrays in glibc's heap instead of mapping them anew per chunk.
+
+    Each chunk allocates a few arrays of 0.1-1.2 MB. By default glibc maps
+    arrays that size with ``mmap`` and trims freed heap tops, so every chunk
+    pays its page faults (and, with two threads, the ``munmap`` TLB
+    shootdowns) again: the full FER2013 CSV took 1.2-1.6 s against 0.78 s
+    with fixed thresholds, measured back to back here. Process-wide but
+    bounded (at most 32 MB held back per heap); nothing happens off glibc.
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(_M_MMAP_THRESHOLD, 4 << 20)
+        libc.mallopt(_M_TRIM_THRESHOLD, 32 << 20)
+    except (OSError, AttributeError):
+        pass
+
+
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters (malloc.h)
+
+
 #: The exact bytes of the common label and Usage fields, looked up before any normalising.
 _FAST_LABELS = {str(index).encode(): index for index in range(len(FER2013_CLASSES))}
 _FAST_USAGE = {b"Training": "train", b"PublicTest": "val", b"PrivateTest": "test"}
@@ -406,6 +429,7 @@ class _FieldParser:
     """
 
     def __init__(self, data: bytes, capacity: int, sep: bytes, progress: ProgressFn | None):
+        _keep_scratch_memory()
         self.data, self.sep, self.progress = data, sep, progress
         self.pixels = np.empty((capacity, NUM_PIXELS), dtype=np.uint8)
         self.keep = np.ones(capacity, dtype=bool)
