@@ -381,6 +381,34 @@ def test_folder_of_class_folders_is_all_train(tmp_path):
     assert dataset.counts() == {"train": {"sad": 2, "surprise": 3}}
 
 
+def test_hidden_files_are_skipped_but_a_hidden_parent_folder_is_not(tmp_path):
+    root = tmp_path / ".cache" / "faces"  # e.g. a download cache: only paths below root count
+    make_folder(root, {"": {"happy": 2, "sad": 1}})
+    write_png(root / "happy" / ".thumbnail.png", face_image(99))
+    write_png(root / ".previews" / "angry" / "a.png", face_image(98))
+    (root / "sad" / ".DS_Store").write_bytes(b"\0\1junk")
+
+    dataset = data.load(root)
+
+    assert dataset.counts() == {"train": {"happy": 2, "sad": 1}}
+    assert dataset.rejected == ()
+
+
+def test_folder_of_many_files_keeps_sorted_order(tmp_path, monkeypatch):
+    monkeypatch.setattr(data, "_FILES_PER_TASK", 4)  # many tasks over two threads
+    written = make_folder(tmp_path, {"train": {"angry": 9, "happy": 6}, "test": {"angry": 5}})
+    corrupt = tmp_path / "train" / "happy" / "happy_3.png"
+    corrupt.write_bytes(b"not an image")
+    del written[corrupt]
+
+    dataset = data.load(tmp_path)
+
+    expected = [written[path] for path in sorted(written, key=lambda p: p.relative_to(tmp_path).parts)]
+    np.testing.assert_array_equal(dataset.images, np.stack(expected))
+    assert [r.reason for r in dataset.rejected] == ["unreadable image"]
+    assert dataset.counts() == {"train": {"angry": 9, "happy": 5}, "test": {"angry": 5, "happy": 0}}
+
+
 def test_fewer_classes_keep_fer_order(tmp_path):
     """A Masked-FER2013-like set of 5 classes gives those classes, in FER2013 order."""
     root = tmp_path / "masked"
