@@ -370,7 +370,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("images", nargs="+")
     p.add_argument("--model", default=str(DEFAULT_MODEL_DIR))
     p.add_argument("--whole", action="store_true", help="treat each image as one face crop")
-    p.add_argument("--tta", action="store_true", help="average each face with its mirror image")
+    p.add_argument(
+        "--tta",
+        action=argparse.BooleanOptionalAction,
+        help="average each face with its mirror image (default: on with the fast LiteRT engine)",
+    )
     p.add_argument("--annotate", metavar="OUT.png", help="write the image with boxes and labels")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_predict)

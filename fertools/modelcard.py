@@ -159,6 +159,11 @@ def card_markdown(card: ModelCard) -> str:
             f"equal to the Keras model's), {inference['ms_per_face_p50']:.2f} ms per face "
             f"(batch 1, median) on {inference.get('hardware', '?')}."
         )
+        if "accuracy_flip_tta" in inference:
+            lines[-1] += (
+                f" With flip TTA, the Recognizer's default on this engine: "
+                f"{inference['accuracy_flip_tta']:.2%}, {inference['ms_per_face_flip_tta_p50']:.2f} ms per face."
+            )
     for note in card.notes:
         lines.append(f"Note: {note}")
     text = "\n\n".join(lines)

@@ -125,8 +125,8 @@ class TrainConfig:
 PRESETS: dict[str, TrainConfig] = {
     "default": TrainConfig(
         architecture="default",
-        epochs=80,
-        cycle_epochs=(30, 50),
+        epochs=125,
+        cycle_epochs=(30, 50, 45),
         batch_size=64,
         learning_rate=1e-3,
         optimizer="adamw",

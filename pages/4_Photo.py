@@ -81,9 +81,11 @@ with model_column:
     model_dir = model_picker(key="photo_model")
     mirror = st.toggle(
         "Average with the mirror image",
+        value=True,
         key="photo_tta",
         help="Flip test-time augmentation: each face is classified twice, as is and mirrored, and the "
-        "two results are averaged. Usually a little more accurate, twice the model time.",
+        "two results are averaged. Usually a little more accurate (the model card gives both "
+        "accuracies), twice the model time.",
     )
 with source_column:
     source = st.radio("Picture", [UPLOAD, SAMPLE], index=1, horizontal=True, key="photo_source")

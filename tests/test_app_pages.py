@@ -143,7 +143,8 @@ def test_photo_page_sample_and_whole_image(tiny_run_model):
     assert at.subheader[0].value.startswith("Face 1: ")
     assert len(at.get("plotly_chart")) == 1
 
-    at.toggle(key="photo_tta").set_value(True).run()  # mirror averaging
+    assert at.toggle(key="photo_tta").value  # mirror averaging is on by default
+    at.toggle(key="photo_tta").set_value(False).run()
     assert not at.exception
     assert at.subheader[0].value.startswith("Face 1: ")
 

@@ -129,7 +129,7 @@ def test_probabilities_follow_the_card_class_order():
 
 
 def test_tta_averages_with_the_mirror(tiny_model_dir, haar_face_frame):
-    plain = Recognizer.load(tiny_model_dir)
+    plain = Recognizer.load(tiny_model_dir, tta=False)
     tta = Recognizer(plain.model, plain.card, tta=True)
     faces = np.random.default_rng(1).integers(0, 256, size=(2, 48, 48), dtype=np.uint8)
     expected = (plain.classify(faces) + plain.classify(faces[:, :, ::-1].copy())) / 2
@@ -141,6 +141,15 @@ def test_tta_averages_with_the_mirror(tiny_model_dir, haar_face_frame):
     assert mirrored.probabilities == tta.analyze(haar_face_frame)[0].probabilities
     whole = plain.analyze_face(faces[0], tta=True)
     assert whole.probabilities == tta.analyze_face(faces[0]).probabilities
+
+
+def test_mirror_averaging_is_on_by_default_only_with_the_fast_engine(tiny_model_dir):
+    lite = Recognizer.load(tiny_model_dir)
+    assert lite.engine.name == "litert" and lite.tta
+    keras_engine = Recognizer.load(tiny_model_dir, engine="keras")
+    assert keras_engine.engine.name == "keras" and not keras_engine.tta
+    assert not Recognizer.load(tiny_model_dir, tta=False).tta
+    assert Recognizer.load(tiny_model_dir, engine="keras", tta=True).tta
 
 
 def test_draw_faces_returns_an_annotated_copy(recognizer, haar_face_frame):

@@ -27,12 +27,16 @@ def test_shipped_model_loads_with_safe_mode_and_has_a_complete_card():
     inference = card["inference"]
     assert inference["engine"] == "litert" and inference["precision"] == "int8"
     assert abs(inference["accuracy"] - card["metrics"]["accuracy"]) <= 0.01
+    assert abs(inference["accuracy_flip_tta"] - card["metrics"]["accuracy_flip_tta"]) <= 0.01
 
 
 def test_shipped_model_classifies_one_face_within_2_ms():
-    """The issue's budget: one face through the model in at most 2 ms (batch 1, no model.predict)."""
+    """The issue's budget: one face through the model in at most 2 ms (batch 1, no model.predict).
+
+    Measured as the app runs it: the Recognizer's default, mirror averaging included (two passes).
+    """
     recognizer = Recognizer.load(DEFAULT_MODEL_DIR)
-    assert recognizer.engine.name == "litert"
+    assert recognizer.engine.name == "litert" and recognizer.tta
     face = synthetic.generate(n_per_class=1, seed=6)[0][:1]
     for _ in range(20):
         recognizer.classify(face)

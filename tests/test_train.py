@@ -409,6 +409,10 @@ def test_export_best_writes_a_card_with_the_inference_engine_measured(trained_ru
     assert abs(inference["accuracy"] - inference["keras_accuracy"]) <= 0.02
     assert inference["agreement"] >= 0.97
     assert 0 < inference["ms_per_face_p50"] <= inference["ms_per_face_p90"]
+    # Mirror averaging, the Recognizer's default on LiteRT: measured on the engine, two passes per face.
+    assert abs(inference["accuracy_flip_tta"] - card.metrics["accuracy_flip_tta"]) <= 0.02
+    assert inference["ms_per_face_flip_tta_p50"] > inference["ms_per_face_p50"]
+    assert "With flip TTA, the Recognizer's default on this engine" in card_markdown(card)
 
 
 def test_a_snapshot_ensemble_averages_the_best_epoch_of_each_cycle(tmp_path):
