@@ -645,8 +645,13 @@ def bench_recognition(sizes: Sizes, model_dir: str | os.PathLike, baselines: boo
     faces, _ = synthetic.generate(n_per_class=37, seed=2)  # 259 faces
     from fertools.engine import KerasEngine
 
-    engines = {f"{recognizer.engine.name} (Recognizer's)": recognizer.classify}
-    if recognizer.engine.name != "keras":
+    # First the path the app runs (the Recognizer's classify, mirror averaging included where it
+    # is on by default), then the engine's single pass and, for comparison, the Keras call.
+    name = recognizer.engine.name
+    engines = {f"{name} (Recognizer's{', flip TTA' if recognizer.tta else ''})": recognizer.classify}
+    if recognizer.tta:
+        engines[f"{name}, one pass"] = recognizer.engine
+    if name != "keras":
         engines["keras (compiled tf.function)"] = KerasEngine(recognizer.model)
     alone = {name: _model_alone(classify, faces, sizes) for name, classify in engines.items()}
     first = next(iter(alone.values()))

@@ -85,9 +85,14 @@ def _check_recognition(recognition: dict, sizes: bench.Sizes) -> None:
         assert 0 < frame["analyze"]["p50_ms"] <= frame["analyze"]["p90_ms"]
     assert recognition["classify_batch1"]["calls"] == sizes.classify_calls
     assert recognition["classify_batch256"]["faces_per_s"] > 0
-    # The Recognizer's engine (LiteRT) and the Keras model, each at batch 1 and 256.
+    # The Recognizer's path (LiteRT with flip TTA), the engine's single pass and the Keras model,
+    # each at batch 1 and 256.
     assert recognition["engine"] == "litert"
-    assert len(recognition["engines"]) == 2
+    assert list(recognition["engines"]) == [
+        "litert (Recognizer's, flip TTA)",
+        "litert, one pass",
+        "keras (compiled tf.function)",
+    ]
     for timing in recognition["engines"].values():
         assert timing["batch1"]["calls"] == sizes.classify_calls
         assert 0 < timing["batch1"]["p50_ms"] <= timing["batch1"]["p90_ms"]
