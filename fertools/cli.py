@@ -113,6 +113,16 @@ def cmd_convert(args) -> int:
     return 0
 
 
+def _cycle_lengths(text: str) -> tuple[int, ...]:
+    try:
+        lengths = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        lengths = ()
+    if not lengths or min(lengths) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive epoch counts like 30,50,45, not {text!r}")
+    return lengths
+
+
 def _train_config(args):
     from fertools.augment import NO_AUGMENTATION
     from fertools.train import PRESETS, TrainConfig, resume_config
@@ -139,6 +149,10 @@ def _train_config(args):
         "weight_decay": args.weight_decay,
     }
     config = replace(config, **{k: v for k, v in overrides.items() if v is not None})
+    if args.cycles is not None:
+        config = replace(config, cycle_epochs=args.cycles, epochs=args.epochs or sum(args.cycles))
+    elif args.epochs is not None and config.cycle_epochs and sum(config.cycle_epochs) != args.epochs:
+        config = replace(config, cycle_epochs=())  # a preset's cycles do not fit: one cosine cycle
     if args.no_augment:
         config = replace(config, augment=NO_AUGMENTATION)
     return config
@@ -344,6 +358,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="reuse the run folder's saved config")
     p.add_argument("--arch")
     p.add_argument("--epochs", type=int)
+    p.add_argument(
+        "--cycles",
+        type=_cycle_lengths,
+        metavar="N,N,...",
+        help="cosine cycles (warm restarts) in epochs, e.g. 30,50,45; --epochs defaults to their sum. "
+        "--epochs alone replaces a preset's cycles that do not add up to it with one cycle",
+    )
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float)
     p.add_argument("--optimizer", choices=("adam", "adamw", "sgd", "rmsprop"))

@@ -97,6 +97,7 @@ def tiny_npz(tmp_path, tiny_builtin) -> Path:
         (["predict", "--model", "{tmp}/no_model", "{tmp}/notes.txt"], ["not a model folder"]),
         (["train", "--out", "{tmp}/run", "--epochs", "many"], ["invalid int value"]),
         (["train", "--out", "{tmp}/run", "--resume"], ["holds no run to resume"]),
+        (["train", "--out", "{tmp}/run", "--cycles", "30,0"], ["like 30,50,45", "'30,0'"]),
     ],
     ids=[
         "missing-file",
@@ -110,6 +111,7 @@ def tiny_npz(tmp_path, tiny_builtin) -> Path:
         "missing-model-predict",
         "bad-int",
         "nothing-to-resume",
+        "bad-cycles",
     ],
 )
 def test_user_errors_exit_2_with_one_line(tmp_path, argv, fragments):
@@ -130,6 +132,31 @@ def test_unknown_preset(tmp_path, tiny_npz, capsys):
     )
     assert code == 2 and out == ""
     assert_one_line_error(err, "unknown preset 'nope'", "quick")
+
+
+@pytest.mark.parametrize(
+    ("options", "epochs", "cycles"),
+    [
+        ([], 125, (30, 50, 45)),  # the preset as it is
+        (["--cycles", "30,50,45,60"], 185, (30, 50, 45, 60)),  # one more warm restart
+        (["--epochs", "10"], 10, ()),  # the preset's cycles do not fit: one cycle
+        (["--cycles", "4,6", "--epochs", "10"], 10, (4, 6)),
+    ],
+)
+def test_cosine_cycles_from_the_command_line(tmp_path, options, epochs, cycles):
+    from fertools.cli import _train_config, build_parser
+
+    args = build_parser().parse_args(["train", "--out", str(tmp_path / "run"), "--preset", "default", *options])
+    config = _train_config(args)
+    config.validate()
+    assert (config.epochs, config.cycle_epochs) == (epochs, cycles)
+
+
+def test_cycles_that_do_not_add_up_to_the_epochs(tmp_path, tiny_npz, capsys):
+    argv = ["train", "--data", tiny_npz, "--out", tmp_path / "run", "--cycles", "2,2", "--epochs", "5"]
+    code, _, err = main(argv, capsys)
+    assert code == 2
+    assert_one_line_error(err, "must be positive and sum to the 5 epochs")
 
 
 def test_invalid_setting(tmp_path, tiny_npz, capsys):
