@@ -673,7 +673,9 @@ def _list_files(root: Path) -> list[tuple[tuple[str, ...], str]]:
     for folder, subfolders, names in os.walk(root):
         subfolders[:] = [name for name in subfolders if not name.startswith(".")]
         parts = Path(folder).relative_to(root).parts
-        files.extend((parts + (name,), os.path.join(folder, name)) for name in names if not name.startswith("."))
+        files.extend(
+            (parts + (name,), os.path.join(folder, name)) for name in names if not name.startswith(".")
+        )
     files.sort()
     return files
 

@@ -28,8 +28,8 @@ import os
 import threading
 import time
 import warnings
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Protocol
 
 import keras

@@ -146,7 +146,9 @@ def test_unknown_preset(tmp_path, tiny_npz, capsys):
 def test_cosine_cycles_from_the_command_line(tmp_path, options, epochs, cycles):
     from fertools.cli import _train_config, build_parser
 
-    args = build_parser().parse_args(["train", "--out", str(tmp_path / "run"), "--preset", "default", *options])
+    args = build_parser().parse_args(
+        ["train", "--out", str(tmp_path / "run"), "--preset", "default", *options]
+    )
     config = _train_config(args)
     config.validate()
     assert (config.epochs, config.cycle_epochs) == (epochs, cycles)
