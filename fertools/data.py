@@ -388,6 +388,9 @@ def _load_wide(
     )
 
 
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters (malloc.h)
+
+
 @functools.cache
 def _keep_scratch_memory() -> None:
     """Keep the parser's scratch arrays in glibc's heap instead of mapping them anew per chunk.
@@ -405,9 +408,6 @@ def _keep_scratch_memory() -> None:
         libc.mallopt(_M_TRIM_THRESHOLD, 32 << 20)
     except (OSError, AttributeError):
         pass
-
-
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters (malloc.h)
 
 
 #: The exact bytes of the common label and Usage fields, looked up before any normalising.
