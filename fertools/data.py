@@ -658,7 +658,9 @@ def _decode_all(
 def load_folder(root: Path, progress: ProgressFn | None = None) -> Dataset:
     """Image folders ``root/<split>/<class>/*`` or ``root/<class>/*``."""
     files = _list_files(root)
-    images = [(parts, path) for parts, path in files if Path(parts[-1]).suffix.lower() in _IMAGE_SUFFIXES]
+    images = [
+        (parts, path) for parts, path in files if os.path.splitext(parts[-1])[1].lower() in _IMAGE_SUFFIXES
+    ]
     if not images:
         csvs = [path for parts, path in files if parts[-1].lower().endswith(".csv")]
         if len(csvs) == 1:

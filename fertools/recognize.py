@@ -20,7 +20,7 @@ import keras
 import numpy as np
 
 from fertools.constants import DEFAULT_MODEL_DIR
-from fertools.engine import make_engine
+from fertools.engine import make_engine, mirror_average
 from fertools.faces import Box, FaceDetector, HaarFaceDetector
 from fertools.modelcard import MODEL_FILE, ModelCard, load_model_dir
 from fertools.preprocess import crop_face, to_face
@@ -90,10 +90,9 @@ class Recognizer:
         """
         if len(faces) == 0:
             return np.zeros((0, len(self.classes)), dtype=np.float32)
-        probabilities = self.engine(faces)
         if self.tta if tta is None else tta:
-            probabilities = (probabilities + self.engine(faces[:, :, ::-1])) / 2
-        return probabilities
+            return mirror_average(self.engine, faces)
+        return self.engine(faces)
 
     def _results(self, boxes: list[Box], faces: np.ndarray, tta: bool | None) -> list[FaceResult]:
         probabilities = self.classify(faces, tta)
