@@ -147,12 +147,15 @@ def _train_config(args):
         "seed": args.seed,
         "early_stopping": args.early_stopping,
         "weight_decay": args.weight_decay,
+        "average_epochs": args.average,
     }
     config = replace(config, **{k: v for k, v in overrides.items() if v is not None})
     if args.cycles is not None:
         config = replace(config, cycle_epochs=args.cycles, epochs=args.epochs or sum(args.cycles))
     elif args.epochs is not None and config.cycle_epochs and sum(config.cycle_epochs) != args.epochs:
         config = replace(config, cycle_epochs=())  # a preset's cycles do not fit: one cosine cycle
+    if args.average is None and config.average_epochs > config.epochs:
+        config = replace(config, average_epochs=0)  # a preset's average does not fit a shorter run
     if args.no_augment:
         config = replace(config, augment=NO_AUGMENTATION)
     return config
@@ -364,6 +367,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N,N,...",
         help="cosine cycles (warm restarts) in epochs, e.g. 30,50,45; --epochs defaults to their sum. "
         "--epochs alone replaces a preset's cycles that do not add up to it with one cycle",
+    )
+    p.add_argument(
+        "--average",
+        type=int,
+        metavar="N",
+        help="average the weights of the final N epochs (stochastic weight averaging); 0 turns it off",
     )
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float)

@@ -64,6 +64,10 @@ class TrainConfig:
     #: With two or more cosine cycles: the final model averages the best epoch of every cycle
     #: (a snapshot ensemble, Huang et al. 2017: several models for the training cost of one).
     snapshot_ensemble: bool = False
+    #: Stochastic weight averaging (Izmailov et al. 2018): average the weights of the final
+    #: ``average_epochs`` epochs, recompute the batch-norm statistics, and keep the average
+    #: when it scores better on validation than the best single epoch. 0 turns it off.
+    average_epochs: int = 0
     label_smoothing: float = 0.0
     #: "balanced" weighs classes by n / (k * n_c), "sqrt" by its square root (gentler).
     class_weights: str = "none"
@@ -99,6 +103,8 @@ class TrainConfig:
             raise ValueError("the validation fraction must be in [0, 1)")
         if not 0 <= self.label_smoothing < 1:
             raise ValueError("label smoothing must be in [0, 1)")
+        if not 0 <= self.average_epochs <= self.epochs:
+            raise ValueError(f"average_epochs must be between 0 and the {self.epochs} epochs")
         if self.snapshot_ensemble and (self.schedule != "cosine" or len(self.cycle_epochs) < 2):
             raise ValueError("a snapshot ensemble needs the cosine schedule with two or more cycles")
         if self.cycle_epochs and (sum(self.cycle_epochs) != self.epochs or min(self.cycle_epochs) < 1):
@@ -125,8 +131,9 @@ class TrainConfig:
 PRESETS: dict[str, TrainConfig] = {
     "default": TrainConfig(
         architecture="default",
-        epochs=125,
-        cycle_epochs=(30, 50, 45),
+        epochs=185,
+        cycle_epochs=(30, 50, 45, 60),
+        average_epochs=20,
         batch_size=64,
         learning_rate=1e-3,
         optimizer="adamw",
@@ -327,10 +334,7 @@ def batchnorm_momentum(steps_per_epoch: int, default: float = 0.99) -> float:
 def fit_batchnorm_momentum(model: keras.Model, steps_per_epoch: int) -> None:
     """Lower (never raise) every BatchNormalization's momentum to :func:`batchnorm_momentum`."""
     momentum = batchnorm_momentum(steps_per_epoch)
-    pending = list(model.layers)
-    while pending:
-        layer = pending.pop()
-        pending.extend(getattr(layer, "layers", []))  # nested models (a transfer backbone)
+    for layer in _all_layers(model):
         if isinstance(layer, keras.layers.BatchNormalization) and layer.momentum > momentum:
             layer.momentum = momentum
 
@@ -497,7 +501,10 @@ def train(
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     _write_json(run_dir / "config.json", config.to_dict())
-    keras.utils.set_random_seed(config.seed)
+    # A resumed session draws new shuffles and augmentations: reseeding as at the start would
+    # replay the first session's first epoch, image for image, after every interruption.
+    session_seed = config.seed + len(read_history(run_dir))
+    keras.utils.set_random_seed(session_seed)
 
     # 1. Data: the train split, and a stratified seeded validation split if the source has none.
     data = dataset.with_validation(config.val_fraction, config.seed)
@@ -540,7 +547,7 @@ def train(
                 config.architecture, num_classes, (*data.images.shape[1:], 1), **config.model_kwargs
             )
             fit_batchnorm_momentum(model, steps)
-            trainer = _with_augmentation(model, config.augment, config.seed)
+            trainer = _with_augmentation(model, config.augment, session_seed)
             trainer.compile(
                 optimizer=make_optimizer(config, steps),
                 loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
@@ -553,7 +560,7 @@ def train(
             num_classes,
             global_batch,
             True,
-            config.seed,
+            session_seed,
             sample_weights,
             config.mixup,
         )
@@ -578,6 +585,7 @@ def train(
             keras.callbacks.TerminateOnNaN(),
             keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
             _BestWeights(model, best_path, monitor),
+            *_weight_averagers(model, config, run_dir),
             *_snapshot_trackers(model, config, run_dir, monitor),
             tracker,
         ]
@@ -620,8 +628,14 @@ def train(
         )
         write_status(run_dir, "failed", reason=reason, finished=time.time())
         return TrainResult(run_dir, "failed", reason, {}, epochs_done)
+    if config.average_epochs and not tracker.cancelled and len(val_set):
+        with strategy.scope():
+            candidate = models.create(
+                config.architecture, num_classes, (*data.images.shape[1:], 1), **config.model_kwargs
+            )
+        finish_weight_average(candidate, config, run_dir, train_set.images, val_set)
     if best_path.exists():
-        model.load_weights(best_path)
+        model.load_weights(final_weights(run_dir))
     model = snapshot_ensemble(config, run_dir, num_classes, (*data.images.shape[1:], 1)) or model
     metrics = _finish(
         model,
@@ -673,6 +687,127 @@ class _BestWeights(keras.callbacks.Callback):
             self.best = float(score)
             self.inner.save_weights(self.path)
             _write_json(self.score_path, {"score": self.best, "epoch": epoch + 1})
+
+
+class _WeightAverage(keras.callbacks.Callback):
+    """The running mean of the inner model's weights over ``epochs`` (0-based), kept on disk.
+
+    ``average.npz`` holds the mean and the epochs in it, written atomically
+    after every epoch it takes in, so a resumed run carries on with it and
+    never counts an epoch twice.
+    """
+
+    def __init__(self, model: keras.Model, path: Path, epochs: range):
+        super().__init__()
+        self.inner, self.path, self.epochs = model, path, epochs
+
+    def on_epoch_end(self, epoch, logs=None):
+        counted, mean = read_weight_average(self.path)
+        if epoch not in self.epochs or epoch + 1 in counted:
+            return
+        current = self.inner.get_weights()
+        if counted:
+            n = len(counted)
+            current = [m + (w - m) / (n + 1) if w.dtype.kind == "f" else w for m, w in zip(mean, current)]
+        partial = self.path.with_name(self.path.stem + ".partial.npz")
+        np.savez(
+            partial, epochs=np.array([*counted, epoch + 1]), **{f"w{i}": w for i, w in enumerate(current)}
+        )
+        os.replace(partial, self.path)
+
+
+def _weight_averagers(
+    model: keras.Model, config: TrainConfig, run_dir: Path
+) -> list[keras.callbacks.Callback]:
+    if not config.average_epochs:
+        return []
+    return [
+        _WeightAverage(
+            model, run_dir / "average.npz", range(config.epochs - config.average_epochs, config.epochs)
+        )
+    ]
+
+
+def read_weight_average(path: str | os.PathLike) -> tuple[list[int], list[np.ndarray]]:
+    """The epochs (1-based) in a running weight average and its weights; empty lists if there is none."""
+    path = Path(path)
+    if not path.exists():
+        return [], []
+    with np.load(path) as saved:
+        count = len(saved.files) - 1
+        return saved["epochs"].tolist(), [saved[f"w{i}"] for i in range(count)]
+
+
+def recompute_batchnorm(
+    model: keras.Model,
+    images: np.ndarray,
+    augment: AugmentConfig | None = None,
+    seed: int = 0,
+    batch_size: int = 256,
+) -> None:
+    """Set every BatchNormalization's moving mean and variance to their average over ``images``.
+
+    Averaged weights need statistics of their own: the moving averages of the
+    epochs they came from describe other networks. One pass in training mode
+    (through the training augmentation, when given) with a cumulative momentum
+    gives every batch the same weight.
+    """
+    norms = [layer for layer in _all_layers(model) if isinstance(layer, keras.layers.BatchNormalization)]
+    momenta = [layer.momentum for layer in norms]
+    augmenter = build_augmenter(augment, seed=seed) if augment and not augment.is_identity else None
+    try:
+        for index, start in enumerate(range(0, len(images), batch_size)):
+            for layer in norms:
+                layer.momentum = index / (index + 1)  # 0 first: the start values are forgotten
+            x = tf.convert_to_tensor(images[start : start + batch_size, ..., None], tf.float32)
+            if augmenter is not None:
+                x = augmenter(x, training=True)
+            model(x, training=True)
+    finally:
+        for layer, momentum in zip(norms, momenta):
+            layer.momentum = momentum
+
+
+def _all_layers(model: keras.Model) -> list[keras.layers.Layer]:
+    """Every layer of ``model``, nested models (a transfer backbone) included."""
+    found, pending = [], list(model.layers)
+    while pending:
+        layer = pending.pop()
+        found.append(layer)
+        pending.extend(getattr(layer, "layers", []))
+    return found
+
+
+def finish_weight_average(
+    model: keras.Model, config: TrainConfig, run_dir: Path, train_images: np.ndarray, val_set: Dataset
+) -> dict | None:
+    """Turn a run's running average into ``average.weights.h5``, scored on the validation faces.
+
+    ``model`` is a fresh network of the run's architecture; it ends up holding
+    the average. Returns ``{"score", "epochs"}`` (also written to
+    ``average.weights.json``), or None when fewer than two epochs were averaged.
+    """
+    epochs, mean = read_weight_average(run_dir / "average.npz")
+    if len(epochs) < 2:
+        return None
+    model.set_weights(mean)
+    recompute_batchnorm(model, train_images, config.augment, config.seed)
+    score = evaluate(model, val_set.images, val_set.labels, val_set.classes).accuracy
+    model.save_weights(run_dir / "average.weights.h5")
+    summary = {"score": score, "epochs": epochs}
+    _write_json(run_dir / "average.weights.json", summary)
+    return summary
+
+
+def final_weights(run_dir: str | os.PathLike) -> Path:
+    """The weights a run ships: its weight average where that beat the best epoch, else the best epoch."""
+    run_dir = Path(run_dir)
+    best, average = run_dir / "best.weights.json", run_dir / "average.weights.json"
+    if average.exists():
+        best_score = json.loads(best.read_text())["score"] if best.exists() else -np.inf
+        if json.loads(average.read_text())["score"] > best_score:
+            return run_dir / "average.weights.h5"
+    return run_dir / "best.weights.h5"
 
 
 def _cycles(config: TrainConfig) -> list[range]:
@@ -787,11 +922,36 @@ def _finish(
             f"A snapshot ensemble: the average of {len(card.training['snapshots'])} `{config.architecture}` "
             "networks, the best epoch of each cosine cycle of one run."
         )
+    average = _average_summary(run_dir)
+    if average is not None:
+        card.training["weight_average"] = average
+        if average["shipped"]:
+            first, last = min(average["epochs"]), max(average["epochs"])
+            card.notes.append(
+                f"The weights are the average of epochs {first}-{last} (stochastic weight averaging), with "
+                f"batch-norm statistics recomputed on the training faces: {average['score']:.2%} on validation, "
+                f"against {average['best_epoch_score']:.2%} for the best single epoch ({average['best_epoch']})."
+            )
     if epochs_run is not None:
         card.training["epochs_run"] = epochs_run
         card.training["best_epoch"] = epochs_done
     save_model_dir(model, card, model_dir or run_dir / "model")
     return metrics
+
+
+def _average_summary(run_dir: Path) -> dict | None:
+    """What a run's weight average scored against its best epoch, and whether it is the one shipped."""
+    path = run_dir / "average.weights.json"
+    if not path.exists():
+        return None
+    best_path = run_dir / "best.weights.json"
+    best = json.loads(best_path.read_text()) if best_path.exists() else {}
+    return {
+        **json.loads(path.read_text()),
+        "best_epoch": best.get("epoch"),
+        "best_epoch_score": best.get("score"),
+        "shipped": final_weights(run_dir).name.startswith("average"),
+    }
 
 
 def resume_config(run_dir: str | os.PathLike) -> TrainConfig:
@@ -805,8 +965,12 @@ __all__ = [
     "TrainConfig",
     "TrainResult",
     "class_weight_vector",
+    "final_weights",
+    "finish_weight_average",
     "make_dataset",
     "read_history",
+    "read_weight_average",
+    "recompute_batchnorm",
     "resume_config",
     "snapshot_ensemble",
     "snapshot_scores",
@@ -840,7 +1004,7 @@ def export_best(
     model = models.create(
         config.architecture, len(data.classes), (*data.images.shape[1:], 1), **config.model_kwargs
     )
-    model.load_weights(run_dir / "best.weights.h5")
+    model.load_weights(final_weights(run_dir))
     model = snapshot_ensemble(config, run_dir, len(data.classes), (*data.images.shape[1:], 1)) or model
     status = json.loads((run_dir / "status.json").read_text()) if (run_dir / "status.json").exists() else {}
     history = read_history(run_dir)

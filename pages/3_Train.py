@@ -52,6 +52,7 @@ def _widget_values(config: TrainConfig) -> dict:
         "train_warmup": config.warmup_epochs,
         "train_cycles": ", ".join(str(n) for n in config.cycle_epochs),
         "train_snapshots": config.snapshot_ensemble,
+        "train_average": config.average_epochs,
         "train_smoothing": config.label_smoothing,
         "train_class_weights": config.class_weights,
         "train_mixup": config.mixup,
@@ -98,6 +99,7 @@ def _config_from_widgets() -> TrainConfig:
         warmup_epochs=int(state["train_warmup"]),
         cycle_epochs=_cycles(state["train_cycles"]),
         snapshot_ensemble=bool(state["train_snapshots"]),
+        average_epochs=int(state["train_average"]),
         label_smoothing=float(state["train_smoothing"]),
         class_weights=state["train_class_weights"],
         augment=_augmentation() if state["train_augment"] else None,
@@ -274,9 +276,17 @@ def configure_section(dataset) -> None:
                 help="With two or more cycles: the final model averages the best epoch of each cycle.",
             )
             c.number_input(
-                "Momentum (sgd, rmsprop)", min_value=0.0, max_value=0.999, step=0.05, key="train_momentum"
+                "Average the final epochs (0 = off)",
+                min_value=0,
+                max_value=1000,
+                key="train_average",
+                help="Stochastic weight averaging: the model averages the weights of the final epochs "
+                "and is kept when it beats the best single epoch on validation.",
             )
             d.number_input(
+                "Momentum (sgd, rmsprop)", min_value=0.0, max_value=0.999, step=0.05, key="train_momentum"
+            )
+            c.number_input(
                 "Weight decay",
                 min_value=0.0,
                 max_value=0.1,

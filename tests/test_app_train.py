@@ -172,6 +172,7 @@ def test_preset_fills_in_settings(tiny_source):
     assert at.number_input(key="train_epochs").value == preset.epochs
     assert at.text_input(key="train_cycles").value == ", ".join(map(str, preset.cycle_epochs))
     assert at.checkbox(key="train_snapshots").value is preset.snapshot_ensemble
+    assert at.number_input(key="train_average").value == preset.average_epochs > 0
 
     at.text_input(key="train_cycles").set_value("30, sixty").run()
     button(at, "Start training").click().run()

@@ -135,15 +135,17 @@ def test_unknown_preset(tmp_path, tiny_npz, capsys):
 
 
 @pytest.mark.parametrize(
-    ("options", "epochs", "cycles"),
+    ("options", "epochs", "cycles", "average"),
     [
-        ([], 125, (30, 50, 45)),  # the preset as it is
-        (["--cycles", "30,50,45,60"], 185, (30, 50, 45, 60)),  # one more warm restart
-        (["--epochs", "10"], 10, ()),  # the preset's cycles do not fit: one cycle
-        (["--cycles", "4,6", "--epochs", "10"], 10, (4, 6)),
+        ([], 185, (30, 50, 45, 60), 20),  # the preset as it is
+        (["--cycles", "30,50,45,60,80"], 265, (30, 50, 45, 60, 80), 20),  # one more warm restart
+        (["--epochs", "30"], 30, (), 20),  # the preset's cycles do not fit: one cycle
+        (["--epochs", "10"], 10, (), 0),  # nor does its average
+        (["--cycles", "4,6", "--epochs", "10", "--average", "3"], 10, (4, 6), 3),
+        (["--average", "0"], 185, (30, 50, 45, 60), 0),
     ],
 )
-def test_cosine_cycles_from_the_command_line(tmp_path, options, epochs, cycles):
+def test_cosine_cycles_and_weight_averaging_from_the_command_line(tmp_path, options, epochs, cycles, average):
     from fertools.cli import _train_config, build_parser
 
     args = build_parser().parse_args(
@@ -151,7 +153,14 @@ def test_cosine_cycles_from_the_command_line(tmp_path, options, epochs, cycles):
     )
     config = _train_config(args)
     config.validate()
-    assert (config.epochs, config.cycle_epochs) == (epochs, cycles)
+    assert (config.epochs, config.cycle_epochs, config.average_epochs) == (epochs, cycles, average)
+
+
+def test_an_average_longer_than_the_run_is_refused(tmp_path, tiny_npz, capsys):
+    argv = ["train", "--data", tiny_npz, "--out", tmp_path / "run", "--epochs", "3", "--average", "5"]
+    code, _, err = main(argv, capsys)
+    assert code == 2
+    assert_one_line_error(err, "average_epochs must be between 0 and the 3 epochs")
 
 
 def test_cycles_that_do_not_add_up_to_the_epochs(tmp_path, tiny_npz, capsys):

@@ -166,6 +166,33 @@ def test_an_interrupted_run_resumes_from_its_last_epoch(tmp_path):
     assert train.seconds_trained(run_dir) >= card.training["seconds"] - 0.1
 
 
+class FirstBatchLoss(keras.callbacks.Callback):
+    """Records the loss of each session's first batch."""
+
+    def __init__(self):
+        super().__init__()
+        self.losses: list[float] = []
+
+    def on_train_batch_end(self, batch, logs=None):
+        if batch == 0 and not self.losses:
+            self.losses.append(float(logs["loss"]))
+
+
+def test_a_resumed_session_does_not_replay_the_first_sessions_batches(tmp_path):
+    """Reseeding as at the start would feed a resumed run the very batches it began with."""
+    dataset = load_builtin(n_per_class=10, seed=0)
+    # A learning rate so small that the weights stay put: the loss only depends on the batch.
+    config = quick_config(epochs=3, learning_rate=1e-9, augment=AugmentConfig(rotation=10, erasing=0.5))
+    run_dir = tmp_path / "run"
+    first, second = FirstBatchLoss(), FirstBatchLoss()
+
+    with pytest.raises(RuntimeError):
+        train.train(dataset, config, run_dir, callbacks=[first, CrashAfterEpoch(0)])
+    train.train(dataset, config, run_dir, callbacks=[second])
+
+    assert second.losses[0] != pytest.approx(first.losses[0], rel=1e-4)
+
+
 def _register_nan_model(monkeypatch) -> str:
     """A registered architecture whose outputs are NaN from the first step (restored after the test)."""
     models.list_models()  # import every architecture into the real registry before copying it
@@ -318,6 +345,7 @@ def test_class_weight_vector_modes():
         ({"epochs": 10, "cycle_epochs": (4, 4)}, "must be positive and sum to the 10 epochs"),
         ({"epochs": 4, "cycle_epochs": (4, 0)}, "must be positive"),
         ({"snapshot_ensemble": True}, "needs the cosine schedule with two or more cycles"),
+        ({"epochs": 5, "average_epochs": 6}, "average_epochs must be between 0 and the 5 epochs"),
     ],
 )
 def test_validate_refuses_settings_that_cannot_work(change, message):
@@ -448,3 +476,82 @@ def test_a_snapshot_ensemble_averages_the_best_epoch_of_each_cycle(tmp_path):
 
     heatmap = gradcam(model, dataset.images[0])
     assert heatmap.shape == (48, 48) and 0 <= heatmap.min() and heatmap.max() <= 1
+
+
+# --- stochastic weight averaging -------------------------------------------------------------------
+
+
+def test_the_weight_average_is_the_mean_of_the_final_epochs_and_survives_a_restart(tmp_path):
+    model = models.create("default", 7, **NARROW)
+    path = tmp_path / "average.npz"
+    snapshots = []
+
+    def end_epoch(callback, epoch, seed):
+        weights = [
+            np.random.default_rng(seed + i).normal(size=w.shape).astype(w.dtype)
+            for i, w in enumerate(model.get_weights())
+        ]
+        model.set_weights(weights)
+        callback.on_epoch_end(epoch)
+        return weights
+
+    first = train._WeightAverage(model, path, range(2, 5))
+    end_epoch(first, 1, 0)  # before the averaged epochs: ignored
+    assert not path.exists()
+    snapshots.append(end_epoch(first, 2, 10))
+    snapshots.append(end_epoch(first, 3, 20))
+    # A resumed run repeats epoch 4 (index 3): it must not count twice.
+    second = train._WeightAverage(model, path, range(2, 5))
+    end_epoch(second, 3, 30)
+    snapshots.append(end_epoch(second, 4, 40))
+
+    epochs, mean = train.read_weight_average(path)
+    assert epochs == [3, 4, 5]
+    for got, *parts in zip(mean, *snapshots):
+        np.testing.assert_allclose(got, np.mean(parts, axis=0), rtol=1e-5, atol=1e-6)
+
+
+def test_recompute_batchnorm_measures_the_statistics_of_the_data():
+    inputs = keras.Input((48, 48, 1))
+    norm = keras.layers.BatchNormalization(momentum=0.99)
+    model = keras.Model(inputs, norm(inputs))
+    rng = np.random.default_rng(0)
+    images = rng.normal(100, 20, size=(600, 48, 48)).clip(0, 255).astype("float32")
+
+    train.recompute_batchnorm(model, images, batch_size=128)
+
+    assert float(norm.moving_mean.numpy()[0]) == pytest.approx(images.mean(), rel=1e-3)
+    assert float(norm.moving_variance.numpy()[0]) == pytest.approx(images.var(), rel=1e-2)
+    assert norm.momentum == 0.99  # restored
+
+
+def test_a_run_with_weight_averaging_ships_the_better_of_the_average_and_the_best_epoch(tmp_path):
+    dataset = load_builtin(n_per_class=40, seed=1)
+    config = quick_config(epochs=4, average_epochs=3, augment=AugmentConfig(rotation=5, zoom=0.05))
+    run_dir = tmp_path / "run"
+
+    result = train.train(dataset, config, run_dir)
+
+    assert result.status == "finished"
+    assert train.read_weight_average(run_dir / "average.npz")[0] == [2, 3, 4]
+    average = json.loads((run_dir / "average.weights.json").read_text())
+    best = json.loads((run_dir / "best.weights.json").read_text())
+    model, card = load_model_dir(run_dir / "model")
+    summary = card.training["weight_average"]
+    assert summary["epochs"] == [2, 3, 4] and summary["score"] == average["score"]
+    assert summary["shipped"] == (average["score"] > best["score"])
+    shipped = train.final_weights(run_dir)
+    assert shipped.name == ("average.weights.h5" if summary["shipped"] else "best.weights.h5")
+    reference = models.create("default", 7, **NARROW)
+    reference.load_weights(shipped)
+    faces = dataset.images[:4, ..., None].astype("float32")
+    np.testing.assert_allclose(model(faces), reference(faces), atol=1e-6)
+
+
+def test_final_weights_prefers_the_average_only_when_it_scored_higher(tmp_path):
+    (tmp_path / "best.weights.json").write_text(json.dumps({"score": 0.6, "epoch": 9}))
+    assert train.final_weights(tmp_path).name == "best.weights.h5"
+    (tmp_path / "average.weights.json").write_text(json.dumps({"score": 0.6, "epochs": [9, 10]}))
+    assert train.final_weights(tmp_path).name == "best.weights.h5"
+    (tmp_path / "average.weights.json").write_text(json.dumps({"score": 0.61, "epochs": [9, 10]}))
+    assert train.final_weights(tmp_path).name == "average.weights.h5"
