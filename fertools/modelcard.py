@@ -144,8 +144,13 @@ def card_markdown(card: ModelCard) -> str:
             lines.append(f"Origin: {dataset['origin']}. Terms: {dataset.get('terms', 'see the source')}.")
     if training:
         epochs = training.get("epochs_run", training.get("epochs"))
+        average = training.get("weight_average") or {}
+        if average.get("shipped"):
+            kept = f"the weights averaged over epochs {min(average['epochs'])}-{max(average['epochs'])}"
+        else:
+            kept = f"best epoch {training.get('best_epoch', training.get('epochs'))}"
         lines.append(
-            f"Training: {epochs} epochs (best epoch {training.get('best_epoch', training.get('epochs'))}),"
+            f"Training: {epochs} epochs ({kept}),"
             f" {training.get('seconds', 0) / 3600:.1f} h on {training.get('hardware', '?')};"
             f" TensorFlow {training.get('tensorflow', '?')}, Keras {training.get('keras', '?')}."
         )

@@ -546,6 +546,9 @@ def test_a_run_with_weight_averaging_ships_the_better_of_the_average_and_the_bes
     reference.load_weights(shipped)
     faces = dataset.images[:4, ..., None].astype("float32")
     np.testing.assert_allclose(model(faces), reference(faces), atol=1e-6)
+    for shipped, told in ((True, "(the weights averaged over epochs 2-4)"), (False, "(best epoch 4)")):
+        card.training["weight_average"]["shipped"] = shipped
+        assert told in card_markdown(card)
 
 
 def test_final_weights_prefers_the_average_only_when_it_scored_higher(tmp_path):
