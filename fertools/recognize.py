@@ -54,7 +54,7 @@ class Recognizer:
 
     ``tta`` averages each face with its mirror image. It doubles the model
     time, so by default it is on where that stays within the 2 ms per-face
-    budget, with the LiteRT engine (about 0.5 ms a pass here), and off with
+    budget, with the LiteRT engine (about 0.3 ms a pass here), and off with
     the slower Keras engine.
     """
 

@@ -702,8 +702,10 @@ class _WeightAverage(keras.callbacks.Callback):
         self.inner, self.path, self.epochs = model, path, epochs
 
     def on_epoch_end(self, epoch, logs=None):
+        if epoch not in self.epochs:
+            return
         counted, mean = read_weight_average(self.path)
-        if epoch not in self.epochs or epoch + 1 in counted:
+        if epoch + 1 in counted:
             return
         current = self.inner.get_weights()
         if counted:
