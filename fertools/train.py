@@ -694,7 +694,8 @@ class _WeightAverage(keras.callbacks.Callback):
 
     ``average.npz`` holds the mean and the epochs in it, written atomically
     after every epoch it takes in, so a resumed run carries on with it and
-    never counts an epoch twice.
+    never counts an epoch twice. A run extended by another cycle averages its
+    new final epochs afresh.
     """
 
     def __init__(self, model: keras.Model, path: Path, epochs: range):
@@ -705,6 +706,8 @@ class _WeightAverage(keras.callbacks.Callback):
         if epoch not in self.epochs:
             return
         counted, mean = read_weight_average(self.path)
+        if any(done - 1 not in self.epochs for done in counted):
+            counted, mean = [], []  # the average of a run since extended (--cycles): start afresh
         if epoch + 1 in counted:
             return
         current = self.inner.get_weights()

@@ -511,6 +511,22 @@ def test_the_weight_average_is_the_mean_of_the_final_epochs_and_survives_a_resta
         np.testing.assert_allclose(got, np.mean(parts, axis=0), rtol=1e-5, atol=1e-6)
 
 
+def test_a_run_extended_by_another_cycle_averages_its_new_final_epochs_afresh(tmp_path):
+    model = models.create("default", 7, **NARROW)
+    path = tmp_path / "average.npz"
+    train._WeightAverage(model, path, range(2, 4)).on_epoch_end(3)  # the finished run's average
+    extended = train._WeightAverage(model, path, range(6, 8))
+    weights = [w + 1 if w.dtype.kind == "f" else w for w in model.get_weights()]
+    model.set_weights(weights)
+
+    extended.on_epoch_end(6)
+
+    epochs, mean = train.read_weight_average(path)
+    assert epochs == [7]
+    for got, expected in zip(mean, weights):
+        np.testing.assert_array_equal(got, expected)
+
+
 def test_recompute_batchnorm_measures_the_statistics_of_the_data():
     inputs = keras.Input((48, 48, 1))
     norm = keras.layers.BatchNormalization(momentum=0.99)
