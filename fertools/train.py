@@ -131,8 +131,8 @@ class TrainConfig:
 PRESETS: dict[str, TrainConfig] = {
     "default": TrainConfig(
         architecture="default",
-        epochs=185,
-        cycle_epochs=(30, 50, 45, 60),
+        epochs=245,
+        cycle_epochs=(30, 50, 45, 60, 60),
         average_epochs=20,
         batch_size=64,
         learning_rate=1e-3,

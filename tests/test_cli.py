@@ -137,12 +137,12 @@ def test_unknown_preset(tmp_path, tiny_npz, capsys):
 @pytest.mark.parametrize(
     ("options", "epochs", "cycles", "average"),
     [
-        ([], 185, (30, 50, 45, 60), 20),  # the preset as it is
-        (["--cycles", "30,50,45,60,80"], 265, (30, 50, 45, 60, 80), 20),  # one more warm restart
+        ([], 245, (30, 50, 45, 60, 60), 20),  # the preset as it is
+        (["--cycles", "30,50,45,60,60,80"], 325, (30, 50, 45, 60, 60, 80), 20),  # one more warm restart
         (["--epochs", "30"], 30, (), 20),  # the preset's cycles do not fit: one cycle
         (["--epochs", "10"], 10, (), 0),  # nor does its average
         (["--cycles", "4,6", "--epochs", "10", "--average", "3"], 10, (4, 6), 3),
-        (["--average", "0"], 185, (30, 50, 45, 60), 0),
+        (["--average", "0"], 245, (30, 50, 45, 60, 60), 0),
     ],
 )
 def test_cosine_cycles_and_weight_averaging_from_the_command_line(tmp_path, options, epochs, cycles, average):
