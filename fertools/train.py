@@ -694,30 +694,36 @@ class _WeightAverage(keras.callbacks.Callback):
 
     ``average.npz`` holds the mean and the epochs in it, written atomically
     after every epoch it takes in, so a resumed run carries on with it and
-    never counts an epoch twice. A run extended by another cycle averages its
-    new final epochs afresh.
+    never counts an epoch twice. It is read once, at the first averaged epoch
+    of a session; after that the mean lives in memory. A run extended by
+    another cycle averages its new final epochs afresh.
     """
 
     def __init__(self, model: keras.Model, path: Path, epochs: range):
         super().__init__()
         self.inner, self.path, self.epochs = model, path, epochs
+        self.counted: list[int] | None = None  # epochs (1-based) in the mean; None until read
+        self.mean: list[np.ndarray] = []
 
     def on_epoch_end(self, epoch, logs=None):
         if epoch not in self.epochs:
             return
-        counted, mean = read_weight_average(self.path)
-        if any(done - 1 not in self.epochs for done in counted):
-            counted, mean = [], []  # the average of a run since extended (--cycles): start afresh
-        if epoch + 1 in counted:
+        if self.counted is None:
+            self.counted, self.mean = read_weight_average(self.path)
+            if any(done - 1 not in self.epochs for done in self.counted):
+                # The average of a run since extended by another cycle (--cycles): start afresh.
+                self.counted, self.mean = [], []
+        if epoch + 1 in self.counted:
             return
         current = self.inner.get_weights()
-        if counted:
-            n = len(counted)
-            current = [m + (w - m) / (n + 1) if w.dtype.kind == "f" else w for m, w in zip(mean, current)]
+        if self.counted:
+            n = len(self.counted)
+            current = [
+                m + (w - m) / (n + 1) if w.dtype.kind == "f" else w for m, w in zip(self.mean, current)
+            ]
+        self.counted, self.mean = [*self.counted, epoch + 1], current
         partial = self.path.with_name(self.path.stem + ".partial.npz")
-        np.savez(
-            partial, epochs=np.array([*counted, epoch + 1]), **{f"w{i}": w for i, w in enumerate(current)}
-        )
+        np.savez(partial, epochs=np.array(self.counted), **{f"w{i}": w for i, w in enumerate(current)})
         os.replace(partial, self.path)
 
 
