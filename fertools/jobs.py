@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fertools.constants import PROJECT_ROOT, runs_dir
+from fertools.runtime import worker_environment
 
 if TYPE_CHECKING:
     from fertools.data import Dataset
@@ -234,7 +235,7 @@ def submit(
     }
     _write_json(run_dir / JOB_FILE, job)
     _update_status(run_dir, "queued", reason="", created=created)
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env = {**worker_environment(), "PYTHONUNBUFFERED": "1"}
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     # On a GPU, TensorFlow would otherwise take all its memory, starving a second job or the app.
     env.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")

@@ -28,18 +28,26 @@ class ModelSpec:
     builder: Builder
     description: str
     source: str
+    #: The layer whose maps Grad-CAM explains: the last convolutional map with useful
+    #: resolution (6x6 on a 48x48 face), not the 1x1-3x3 maps just before the head.
+    gradcam_layer: str = ""
 
 
 _REGISTRY: dict[str, ModelSpec] = {}
 
 
-def register(name: str, description: str, source: str = "") -> Callable[[Builder], Builder]:
-    """Decorator that adds ``builder(num_classes, input_shape, **kwargs)`` to the registry."""
+def register(
+    name: str, description: str, source: str = "", gradcam_layer: str = ""
+) -> Callable[[Builder], Builder]:
+    """Decorator that adds ``builder(num_classes, input_shape, **kwargs)`` to the registry.
+
+    ``gradcam_layer`` names the layer (of the built model) whose feature maps Grad-CAM explains.
+    """
 
     def decorate(builder: Builder) -> Builder:
         if name in _REGISTRY:
             raise ValueError(f"model {name!r} is registered twice")
-        _REGISTRY[name] = ModelSpec(name, builder, description, source)
+        _REGISTRY[name] = ModelSpec(name, builder, description, source, gradcam_layer)
         return builder
 
     return decorate

@@ -42,8 +42,9 @@ def heatmap(model_dir: str, created: str, face, class_index: int):
     ``created`` (the card's time stamp) is only part of the key: a model retrained into the
     same folder gets fresh heatmaps.
     """
+    recognizer = get_recognizer(model_dir)
     try:
-        return gradcam(get_recognizer(model_dir).model, face, class_index)
+        return gradcam(recognizer.model, face, class_index, architecture=recognizer.card.architecture)
     except ValueError:
         return None
 

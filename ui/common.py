@@ -10,15 +10,19 @@ import hashlib
 import os
 from pathlib import Path
 
-# A shared server must not let its own TensorFlow grab the whole GPU: training workers need it.
+from fertools.runtime import protect_server
+
+# Before anything imports TensorFlow: no oneDNN in the shared server (see fertools.runtime), and
+# its own TensorFlow must not grab the whole GPU: training workers need it.
+protect_server()
 os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
 
-import streamlit as st
+import streamlit as st  # noqa: E402
 
-from fertools import data
-from fertools.constants import DEFAULT_MODEL_DIR, data_dir, runs_dir
-from fertools.modelcard import MODEL_FILE, ModelCard, ModelLoadError, read_card
-from fertools.recognize import Recognizer
+from fertools import data  # noqa: E402
+from fertools.constants import DEFAULT_MODEL_DIR, data_dir, runs_dir  # noqa: E402
+from fertools.modelcard import MODEL_FILE, ModelCard, ModelLoadError, read_card  # noqa: E402
+from fertools.recognize import Recognizer  # noqa: E402
 
 BUILTIN = "builtin"
 DEFAULTS = {

@@ -21,6 +21,7 @@ from fertools.models import classifier_output, conv_bn_relu, pixel_input, regist
 
 @register(
     "default",
+    gradcam_layer="stage4_2_relu",
     description="FER Lab's shipped model: compact VGG-style CNN with batch norm",
     source="FER Lab",
 )

@@ -16,6 +16,7 @@ from fertools.models import classifier_output, conv_bn_relu, pixel_input, regist
 
 @register(
     "internship_cnn",
+    gradcam_layer="block4_relu",
     description="2019-era Keras CNN of an internship report, with a 164-filter conv.",
     source="Internship report on FER2013, 'Figure 21' (reconstructed from its text)",
 )
@@ -65,6 +66,7 @@ def internship_cnn(num_classes: int, input_shape: tuple[int, int, int], dropout:
 
 @register(
     "gr5243_improved",
+    gradcam_layer="block4_bn",
     description="GR5243 notebook's 'Improved Model': 4 conv+BN blocks, 647,111 params.",
     source="Columbia GR5243 course notebook, 'Improved Model' (reconstructed)",
 )
@@ -113,6 +115,7 @@ def gr5243_improved(
 
 @register(
     "gr5243_vgg",
+    gradcam_layer="block4_conv4_bn",
     description="GR5243 notebook's small VGG19-style CNN with BN (528,295 params).",
     source="Columbia GR5243 course notebook, VGG19-style model (reconstructed)",
 )
@@ -166,6 +169,7 @@ def gr5243_vgg(num_classes: int, input_shape: tuple[int, int, int], dropout: flo
 
 @register(
     "mini_xception",
+    gradcam_layer="module128_bn2",
     description="mini-Xception of Arriaga et al. 2017 (the `fer` package's model).",
     source="Arriaga, Ploeger, Valdenegro-Toro 2017, 'Real-time Convolutional Neural "
     "Networks for Emotion and Gender Classification' (oarriaga/face_classification)",

@@ -27,15 +27,18 @@ class WeightsUnavailableError(Exception):
 
 
 def _build_backbone(
-    name: str, factory: Callable[..., keras.Model], image_size: int, weights: str | None
+    name: str, factory: Callable[..., keras.Model], x: keras.KerasTensor, weights: str | None
 ) -> keras.Model:
-    """``factory(include_top=False, ...)`` for ``(image_size, image_size, 3)`` inputs.
+    """``factory(include_top=False, input_tensor=x)``: the backbone's layers join the model's graph.
+
+    Built on the model's own tensor rather than nested as one layer, so every backbone layer is a
+    layer of the finished model (Grad-CAM can read an inner feature map by its name).
 
     Raises:
         WeightsUnavailableError: ``weights="imagenet"`` and the download failed.
     """
     try:
-        return factory(include_top=False, weights=weights, input_shape=(image_size, image_size, 3))
+        return factory(include_top=False, weights=weights, input_tensor=x)
     except Exception as error:
         # keras.utils.get_file turns urllib's URLError/HTTPError into a bare
         # Exception("URL fetch failure on ..."); socket and disk errors stay OSError.
@@ -50,6 +53,8 @@ def _build_backbone(
 
 def _to_backbone_input(x, input_shape: tuple[int, int, int], image_size: int):
     """Upscale a 0..1 face to ``image_size`` and stack gray to three channels."""
+    if image_size < 32:
+        raise ValueError(f"image_size must be at least 32 (the backbones' minimum), not {image_size}")
     if image_size != input_shape[0] or image_size != input_shape[1]:
         x = layers.Resizing(image_size, image_size, name="upscale")(x)
     if input_shape[-1] == 1:
@@ -63,16 +68,18 @@ def _head(x, num_classes: int, dropout: float):
     return classifier_output(x, num_classes)
 
 
-def _freeze(backbone: keras.Model, freeze_backbone: bool) -> bool:
-    """Set ``backbone.trainable``; the value to pass as ``training`` when calling it."""
-    backbone.trainable = not freeze_backbone
-    # NOTE: a frozen backbone runs its BatchNormalization in inference mode, so
-    # fine-tuning later does not wreck the pretrained statistics (Keras guide).
-    return False if freeze_backbone else None
+def _freeze(backbone: keras.Model, freeze_backbone: bool) -> None:
+    """Freeze the backbone's layers (those with weights) when ``freeze_backbone``."""
+    # NOTE: a frozen BatchNormalization runs in inference mode, so fine-tuning the head does not
+    # wreck the pretrained statistics (Keras' transfer-learning guide).
+    for layer in backbone.layers:
+        if layer.weights:
+            layer.trainable = not freeze_backbone
 
 
 @register(
     "mobilenet_v2",
+    gradcam_layer="block_6_expand_relu",
     description="MobileNetV2 backbone on gray stacked to RGB, GAP head.",
     source="Sandler et al. 2018; used as in the Columbia GR5243 course notebook",
 )
@@ -107,17 +114,17 @@ def mobilenet_v2(
         WeightsUnavailableError: ``weights="imagenet"`` and the download failed.
         ValueError: ``image_size`` below 32.
     """
-    backbone = _build_backbone("mobilenet_v2", keras.applications.MobileNetV2, image_size, weights)
-    training = _freeze(backbone, freeze_backbone)
     inputs, x = pixel_input(input_shape)
     x = _to_backbone_input(x, input_shape, image_size)
     x = layers.Rescaling(2.0, offset=-1.0, name="to_symmetric")(x)  # 0..1 -> -1..1
-    x = backbone(x, training=training)
-    return keras.Model(inputs, _head(x, num_classes, dropout), name="mobilenet_v2")
+    backbone = _build_backbone("mobilenet_v2", keras.applications.MobileNetV2, x, weights)
+    _freeze(backbone, freeze_backbone)
+    return keras.Model(inputs, _head(backbone.output, num_classes, dropout), name="mobilenet_v2")
 
 
 @register(
     "resnet50",
+    gradcam_layer="conv3_block4_out",
     description="ResNet50 backbone on gray stacked to RGB, GAP head.",
     source="He et al. 2016; used as in the Columbia GR5243 course notebook",
 )
@@ -153,11 +160,10 @@ def resnet50(
         WeightsUnavailableError: ``weights="imagenet"`` and the download failed.
         ValueError: ``image_size`` below 32.
     """
-    backbone = _build_backbone("resnet50", keras.applications.ResNet50, image_size, weights)
-    training = _freeze(backbone, freeze_backbone)
     inputs, x = pixel_input(input_shape)
     x = _to_backbone_input(x, input_shape, image_size)
     offset = [-mean for mean in _CAFFE_BGR_MEAN]
     x = layers.Rescaling(255.0, offset=offset, name="caffe_preprocess")(x)
-    x = backbone(x, training=training)
-    return keras.Model(inputs, _head(x, num_classes, dropout), name="resnet50")
+    backbone = _build_backbone("resnet50", keras.applications.ResNet50, x, weights)
+    _freeze(backbone, freeze_backbone)
+    return keras.Model(inputs, _head(backbone.output, num_classes, dropout), name="resnet50")

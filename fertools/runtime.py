@@ -1,0 +1,55 @@
+"""How TensorFlow is set up in each kind of process: the app's server and the training workers.
+
+The server is shared by every user of a hosted class, so a native crash there drops them all;
+training runs in worker processes of its own (:mod:`fertools.jobs`), where speed matters more.
+
+* oneDNN: on Intel CPUs TensorFlow turns oneDNN on by default, and there the gradient of a
+  separable convolution (Grad-CAM on ``mini_xception``) aborts the process with a heap
+  corruption (``double free or corruption``). The server turns oneDNN off (its inference runs
+  on LiteRT, which this does not touch); workers get back whatever the user had set, so
+  training keeps oneDNN's fast (AMX, bfloat16) kernels.
+
+Both settings are read once, when TensorFlow is imported: call :func:`protect_server` first.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping
+
+ONEDNN = "TF_ENABLE_ONEDNN_OPTS"
+#: Where the server keeps the user's own oneDNN setting ("" for none) for its workers.
+_USER_ONEDNN = "FERLAB_USER_ONEDNN_OPTS"
+
+
+def protect_server() -> bool:
+    """Turn oneDNN off for this process; True if that took effect.
+
+    It takes effect only before TensorFlow is imported (False after: the caller is then a
+    test process or an embedding that chose its own settings).
+    """
+    os.environ.setdefault(_USER_ONEDNN, os.environ.get(ONEDNN, ""))
+    if "tensorflow" in sys.modules:
+        return os.environ.get(ONEDNN) == "0"
+    os.environ[ONEDNN] = "0"
+    return True
+
+
+def worker_environment(base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment for a training worker: ``base`` with the user's own oneDNN setting back."""
+    env = dict(os.environ if base is None else base)
+    if _USER_ONEDNN in env:
+        user = env.pop(_USER_ONEDNN)
+        if user:
+            env[ONEDNN] = user
+        else:
+            env.pop(ONEDNN, None)
+    return env
+
+
+def onednn_enabled() -> bool:
+    """Whether this process's TensorFlow runs oneDNN kernels (imports TensorFlow)."""
+    from tensorflow.python.util import _pywrap_util_port
+
+    return bool(_pywrap_util_port.IsMklEnabled())

@@ -1,0 +1,105 @@
+"""Grad-CAM on every registered architecture, in a process set up as the app's server is."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from fertools.constants import PROJECT_ROOT
+from fertools.gradcam import explained_layer, gradcam, overlay
+from fertools.models import create, get_spec, list_models
+from fertools.runtime import worker_environment
+
+# NOTE: each architecture runs in a child process started the way the server starts: a native
+# abort there (oneDNN's separable-convolution gradient on Intel CPUs) fails one test instead of
+# killing pytest, and the test sees exactly the protection the server gets.
+_CHILD = textwrap.dedent(
+    """
+    import json, sys
+    from fertools.runtime import onednn_enabled, protect_server
+    protect_server()
+    import numpy as np
+    from fertools.gradcam import explained_layer, gradcam
+    from fertools.models import create
+    model = create(sys.argv[1])
+    faces = np.random.default_rng(0).integers(0, 256, (3, 48, 48), dtype=np.uint8)
+    maps = [gradcam(model, face, architecture=sys.argv[1]) for face in faces]
+    layer = explained_layer(model, sys.argv[1])
+    print(json.dumps({
+        "onednn": onednn_enabled(),
+        "layer": layer.name,
+        "side": int(min(layer.output.shape[1:3])),
+        "shapes": [list(m.shape) for m in maps],
+        "ranges": [[float(m.min()), float(m.max())] for m in maps],
+        "distinct": [int(len(np.unique(np.round(m, 3)))) for m in maps],
+    }))
+    """
+)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list_models())
+def test_gradcam_explains_every_registered_model_in_a_server_process(name):
+    # The worker environment, as the user has it, and then the server's own protection.
+    done = subprocess.run(
+        [sys.executable, "-c", _CHILD, name],
+        cwd=PROJECT_ROOT,
+        env={**worker_environment(), "TF_ENABLE_ONEDNN_OPTS": "1", "TF_CPP_MIN_LOG_LEVEL": "3"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["onednn"] is False
+    assert result["layer"] == get_spec(name).gradcam_layer
+    # A useful map: 6x6 or finer on a 48x48 face, never the input rescaling or a 1x1 map.
+    assert result["side"] >= 6
+    assert result["shapes"] == [[48, 48]] * 3
+    for low, high in result["ranges"]:
+        assert 0.0 <= low <= high <= 1.0
+    # Not a uniform picture: a 6x6 map upscaled has many distinct values.
+    assert max(result["distinct"]) > 10
+
+
+def test_every_registered_layer_exists_in_its_model():
+    for name in list_models():
+        layer = explained_layer(create(name), name)
+        assert layer.name == get_spec(name).gradcam_layer
+
+
+def test_an_unknown_architecture_falls_back_to_a_useful_map():
+    model = create("gr5243_vgg")
+    # Without the registry's name: the last map of at least 6x6, not the final 1x1 pool.
+    layer = explained_layer(model, architecture=None)
+    assert min(layer.output.shape[1:3]) >= 6
+
+
+def test_gradcam_points_at_the_pixels_that_decide():
+    # A model whose "happy" score is the brightness of the top-left quarter: Grad-CAM must
+    # light that quarter and not the rest.
+    import keras
+    from keras import layers
+
+    inputs = keras.Input((48, 48, 1))
+    x = layers.Conv2D(1, 1, kernel_initializer="ones", use_bias=False, name="features")(inputs / 255.0)
+    mask = np.zeros((1, 48, 48, 1), dtype="float32")
+    mask[:, :24, :24] = 1
+    x = layers.Lambda(lambda t: t * mask)(x)
+    pooled = layers.GlobalAveragePooling2D()(x)
+    logits = layers.Dense(7, kernel_initializer="ones")(pooled)
+    model = keras.Model(inputs, layers.Softmax()(logits * np.eye(7, dtype="float32")[3] * 50))
+    face = np.full((48, 48), 200, dtype=np.uint8)
+    cam = gradcam(model, face, class_index=3)
+    assert cam[:20, :20].mean() > 0.9
+    assert cam[28:, 28:].max() < 0.1
+
+
+def test_overlay_is_an_rgb_picture():
+    picture = overlay(np.zeros((48, 48), np.uint8), np.ones((48, 48), np.float32), size=96)
+    assert picture.shape == (96, 96, 3) and picture.dtype == np.uint8
