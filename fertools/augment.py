@@ -7,58 +7,11 @@ same layers, so what a student sees is what the network gets.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
-
 import keras
 import numpy as np
 from keras import layers
 
-
-@dataclass(frozen=True)
-class AugmentConfig:
-    """Augmentation settings; defaults follow the internship report's ImageDataGenerator.
-
-    ``rotation`` is in degrees; ``zoom``, ``width_shift`` and ``height_shift`` are
-    fractions of the image size; ``brightness`` and ``contrast`` are fractions of
-    the full range (0 turns a transform off).
-    """
-
-    rotation: float = 20.0
-    zoom: float = 0.2
-    width_shift: float = 0.2
-    height_shift: float = 0.2
-    horizontal_flip: bool = True
-    brightness: float = 0.0
-    contrast: float = 0.0
-    #: Random erasing: fraction of images that get one random grey rectangle.
-    erasing: float = 0.0
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict) -> AugmentConfig:
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in values.items() if k in known})
-
-    @property
-    def is_identity(self) -> bool:
-        return not any(
-            (
-                self.rotation,
-                self.zoom,
-                self.width_shift,
-                self.height_shift,
-                self.horizontal_flip,
-                self.brightness,
-                self.contrast,
-                self.erasing,
-            )
-        )
-
-
-#: Everything off: the network sees the images as they are.
-NO_AUGMENTATION = AugmentConfig(0.0, 0.0, 0.0, 0.0, False, 0.0, 0.0, 0.0)
+from fertools.config import AugmentConfig
 
 
 class RandomErasing(layers.Layer):

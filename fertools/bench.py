@@ -34,7 +34,7 @@ import platform
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -726,12 +726,13 @@ def bench_training(sizes: Sizes, quick: bool, say: Progress) -> dict:
     import tensorflow as tf
 
     from fertools import train as training
+    from fertools.config import PRESETS
 
     on_gpu = bool(tf.config.list_physical_devices("GPU"))
     warmup, steps = sizes.train_warmup, sizes.train_steps
     if on_gpu and not quick:
         warmup, steps = GPU_TRAIN_WARMUP, GPU_TRAIN_STEPS
-    config = training.PRESETS["default"]
+    config = PRESETS["default"]
     images, labels = synthetic.generate(n_per_class=sizes.train_faces_per_class, seed=0)
     num_classes = len(FER2013_CLASSES)
     weights = training.class_weight_vector(labels, num_classes, config.class_weights)
@@ -791,26 +792,23 @@ def _training_speed(
 ) -> dict:
     import keras
 
-    from fertools import models
     from fertools import train as training
 
     keras.utils.set_random_seed(config.seed)
-    steps_per_epoch = EPOCH_IMAGES // config.batch_size
     previous = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy(policy)
-    timer = _step_timer(warmup, warmup + steps)
     try:
-        with training.default_strategy().scope():
-            model = models.create(architecture, len(FER2013_CLASSES), INPUT_SHAPE)
-            training.fit_batchnorm_momentum(model, steps_per_epoch)
-            # The very wrapper train() fits: augmentation layers in front of the model.
-            trainer = training._with_augmentation(model, config.augment, config.seed)
-            trainer.compile(
-                optimizer=training.make_optimizer(config, steps_per_epoch),
-                loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
-                metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
-                jit_compile=xla,
-            )
+        # The very trainer train() fits: the registry's network behind the augmentation layers.
+        built = training.build_trainer(
+            replace(config, architecture=architecture),
+            len(FER2013_CLASSES),
+            INPUT_SHAPE,
+            EPOCH_IMAGES,
+            seed=config.seed,
+            jit_compile=xla,
+        )
+        trainer, model = built.fitted, built.model
+        timer = _step_timer(warmup, warmup + steps)
         started = time.perf_counter()
         trainer.fit(
             dataset(), epochs=1, steps_per_epoch=warmup + steps, verbose=0, callbacks=[timer], shuffle=False

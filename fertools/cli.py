@@ -1,4 +1,4 @@
-"""``python -m fertools``: train, evaluate, predict, convert, info and bench from a shell.
+"""``python -m fertools``: train, export, evaluate, predict, convert, info and bench from a shell.
 
 Every mistake a user can make (missing file, wrong format, bad option) ends
 in one line on stderr and exit code 2, never a traceback.
@@ -124,12 +124,14 @@ def _cycle_lengths(text: str) -> tuple[int, ...]:
 
 
 def _train_config(args):
-    from fertools.augment import NO_AUGMENTATION
-    from fertools.train import PRESETS, TrainConfig, resume_config
+    from fertools.config import NO_AUGMENTATION, PRESETS, TrainConfig
+    from fertools.runs import RunDir
 
-    run_dir = Path(args.out)
     if args.resume:
-        return resume_config(run_dir)
+        config = RunDir(args.out).read_config()
+        if config is None:
+            raise UserError(f"train: {args.out} holds no readable config.json to resume")
+        return config
     if args.preset and args.preset not in PRESETS:
         raise UserError(f"train: unknown preset {args.preset!r}; choose one of {sorted(PRESETS)}")
     config = PRESETS[args.preset] if args.preset else TrainConfig()
@@ -162,9 +164,12 @@ def _train_config(args):
 
 
 def cmd_train(args) -> int:
+    from fertools.runs import RunDir
+
     # Checks that need no TensorFlow come first: it is slow to import, and noisy on stderr.
-    if args.resume and not (Path(args.out) / "config.json").exists():
-        raise UserError(f"train: {args.out} holds no run to resume (no config.json)")
+    run = RunDir(args.out)
+    if args.resume and run.read_config() is None:
+        raise UserError(f"train: {args.out} holds no run to resume (no readable config.json)")
     # Then the data: a wrong path is the likeliest mistake, and it is found before TensorFlow loads.
     dataset = _load_data(args.data)
     if "train" not in dataset.splits:
@@ -176,13 +181,13 @@ def cmd_train(args) -> int:
         config.validate()
     except ValueError as error:
         raise UserError(f"train: {error}") from None
-    resumed = (Path(args.out) / "checkpoint").exists()
+    resumed = run.checkpoint_dir.exists()
     print(
         f"{'resuming' if resumed else 'training'} {config.architecture} on {dataset.describe()}",
         file=sys.stderr,
     )
 
-    def show(p: train.Progress) -> None:
+    def show(p) -> None:  # a fertools.callbacks.Progress
         metrics = " ".join(
             f"{k} {v:.4f}" for k, v in p.logs.items() if k in ("loss", "accuracy", "val_accuracy")
         )
@@ -305,6 +310,36 @@ def cmd_predict(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    from fertools.constants import FER2013_ABOUT
+    from fertools.runs import RunDir
+
+    run = RunDir(args.run)
+    config = run.read_config()
+    if config is None:
+        raise UserError(f"export: {args.run} is not a training run (no readable config.json)")
+    if not run.best_weights.exists():
+        raise UserError(f"export: {args.run} has no finished epoch to export yet")
+    source = args.data or ((run.read_job() or {}).get("dataset") or {}).get("path")
+    if not source:
+        raise UserError("export: say which data the run trained on with --data")
+    dataset = _load_data(source)
+    from fertools.publish import ExportError, export
+
+    about = FER2013_ABOUT if "fer2013" in str(source).lower() else None
+    try:
+        metrics = export(run.path, dataset, args.out, note=args.note, about=about)
+    except ExportError as error:
+        raise UserError(f"export: {error}") from None
+    target = Path(args.out) if args.out else run.model_dir
+    print(
+        f"exported {config.architecture} to {target}: validation accuracy {metrics['accuracy']:.4f} "
+        f"(flip TTA {metrics['accuracy_flip_tta']:.4f}), {metrics['epochs_run']} epochs run, "
+        f"best epoch {metrics['best_epoch']}"
+    )
+    return 0
+
+
 def cmd_card(args) -> int:
     from fertools.modelcard import ModelLoadError, card_markdown, read_card
 
@@ -337,6 +372,7 @@ def cmd_bench(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from fertools.config import CLASS_WEIGHTS, OPTIMIZERS, PRESETS, SCHEDULES
     from fertools.constants import DEFAULT_MODEL_DIR
 
     parser = _Parser(prog="python -m fertools", description="FER Lab: facial emotion recognition tools.")
@@ -356,7 +392,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", default="builtin")
     p.add_argument("--out", required=True, help="run folder")
     p.add_argument(
-        "--preset", default="", help="start from a named config, e.g. 'default' (the shipped model)"
+        "--preset",
+        default="",
+        metavar="NAME",
+        help=f"start from a named config: {', '.join(PRESETS)} ('default' is the shipped model)",
     )
     p.add_argument("--resume", action="store_true", help="reuse the run folder's saved config")
     p.add_argument("--arch")
@@ -376,11 +415,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float)
-    p.add_argument("--optimizer", choices=("adam", "adamw", "sgd", "rmsprop"))
-    p.add_argument("--schedule", choices=("constant", "cosine", "plateau"))
+    p.add_argument("--optimizer", choices=OPTIMIZERS)
+    p.add_argument("--schedule", choices=SCHEDULES)
     p.add_argument("--weight-decay", type=float)
     p.add_argument("--label-smoothing", type=float)
-    p.add_argument("--class-weights", choices=("none", "balanced", "sqrt"))
+    p.add_argument("--class-weights", choices=CLASS_WEIGHTS)
     p.add_argument("--mixup", type=float)
     p.add_argument("--val-fraction", type=float)
     p.add_argument("--seed", type=int)
@@ -408,6 +447,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--annotate", metavar="OUT.png", help="write the image with boxes and labels")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("export", help="write a run's shipped weights as a model folder, measured")
+    p.add_argument("run", help="run folder (from train --out, or runs/<id>)")
+    p.add_argument("--data", help="the data it trained on (default: the dataset the app saved with it)")
+    p.add_argument("--out", help="model folder to write (default: the run's own model/)")
+    p.add_argument("--note", default="", help="a sentence for the card's notes")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("card", help="a model folder's card as Markdown (or --json)")
     p.add_argument("model", nargs="?", default=str(DEFAULT_MODEL_DIR))

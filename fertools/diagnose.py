@@ -1,7 +1,7 @@
 """Reading training curves in plain language: overfitting, fluctuation, underfitting.
 
 :func:`diagnose` takes a run's history (one dict per epoch with ``accuracy``,
-``loss``, ``val_accuracy`` and ``val_loss``, as :func:`fertools.train.read_history`
+``loss``, ``val_accuracy`` and ``val_loss``, as :meth:`fertools.runs.RunDir.read_history`
 returns it) and says what a teacher would say looking at the two curves, with
 the usual remedies. The thresholds are rules of thumb, chosen so that the
 textbook shapes are caught and a healthy run is left alone; the numbers that

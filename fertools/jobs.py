@@ -9,12 +9,8 @@ view, a reloaded browser tab or a restarted server finds it again with
     runs/
       _datasets/<sha1>.npz   each submitted dataset, saved once (content-addressed)
       _slots/slot-<i>.lock   one lock file per concurrent job (FERLAB_MAX_JOBS, default 1)
-      <run id>/
-        job.json             id, name, created, dataset, config, sweep, worker pid
-        status.json          state: queued, running, finished, failed or cancelled
-        cancel               present once the user asked to cancel
-        worker.log           the worker's stdout and stderr
-        ...                  what fertools.train.train writes (history.csv, model/, ...)
+      <run id>/            a run folder (fertools.runs: job.json, status.json, cancel, worker.log,
+                           and what fertools.train.train writes)
 
 A queued worker holds no slot; it polls for one every half second and takes a
 slot by ``flock``-ing its lock file, which the kernel releases when the worker
@@ -29,7 +25,6 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import itertools
-import json
 import os
 import secrets
 import shutil
@@ -41,22 +36,16 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from fertools.config import TrainConfig
 from fertools.constants import PROJECT_ROOT, runs_dir
+from fertools.runs import ACTIVE_STATES, DONE_STATES, RunDir, atomic_file
 from fertools.runtime import worker_environment
 
 if TYPE_CHECKING:
     from fertools.data import Dataset
-    from fertools.train import TrainConfig
 
-JOB_FILE = "job.json"
-STATUS_FILE = "status.json"
-CANCEL_FILE = "cancel"
-LOG_FILE = "worker.log"
 DATASETS = "_datasets"
 SLOTS = "_slots"
-
-ACTIVE_STATES = ("queued", "running")
-DONE_STATES = ("finished", "failed", "cancelled")
 #: Seconds between a queued worker's looks for a free slot.
 POLL_SECONDS = 0.5
 DEAD_WORKER = "the worker stopped unexpectedly"
@@ -96,20 +85,28 @@ class RunInfo:
     finished: float | None = None
     sweep: dict | None = None
     managed: bool = True
+    #: Why some of the run's files could not be read ("" when none): shown, never raised.
+    damage: str = ""
 
     @property
     def active(self) -> bool:
         return self.state in ACTIVE_STATES
 
     @property
+    def run(self) -> RunDir:
+        return RunDir(self.run_dir)
+
+    @property
     def cancel_requested(self) -> bool:
-        return (self.run_dir / CANCEL_FILE).exists()
+        return self.run.cancel_requested
 
     @property
     def model_dir(self) -> Path | None:
         """The run's saved model folder, once training has written one."""
-        folder = self.run_dir / "model"
-        return folder if (folder / "model.keras").exists() else None
+        from fertools.modelcard import MODEL_FILE
+
+        folder = self.run.model_dir
+        return folder if (folder / MODEL_FILE).exists() else None
 
     @property
     def accuracy(self) -> float | None:
@@ -122,31 +119,6 @@ class RunInfo:
             return None
         end = self.finished if self.finished is not None and not self.active else time.time()
         return max(0.0, end - self.started)
-
-
-# --- small file helpers ----------------------------------------------------------------------
-
-
-def _read_json(path: Path) -> dict | None:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def _write_json(path: Path, values: dict) -> None:
-    # Atomic, so a page reading the file in another process never sees half of it; the
-    # partial file is per process, so two writers never rename each other's file away.
-    partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
-    partial.write_text(json.dumps(values, indent=2))
-    os.replace(partial, path)
-
-
-def _update_status(run_dir: Path, state: str, **extra: Any) -> None:
-    # Same format as fertools.train.write_status, without importing TensorFlow.
-    current = _read_json(run_dir / STATUS_FILE) or {}
-    current.update(extra, state=state, updated=time.time())
-    _write_json(run_dir / STATUS_FILE, current)
 
 
 def _root(root: str | os.PathLike | None) -> Path:
@@ -194,9 +166,8 @@ def save_dataset(dataset: Dataset, root: str | os.PathLike | None = None) -> Pat
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{dataset_digest(dataset)}.npz"
     if not path.exists():
-        partial = path.with_name(path.stem + ".partial.npz")
-        save_npz(dataset, partial)
-        os.replace(partial, path)
+        with atomic_file(path, suffix=".npz") as partial:
+            save_npz(dataset, partial)
     return path
 
 
@@ -233,14 +204,15 @@ def submit(
         "sweep": sweep,
         "state": "queued",
     }
-    _write_json(run_dir / JOB_FILE, job)
-    _update_status(run_dir, "queued", reason="", created=created)
+    run = RunDir(run_dir)
+    run.write_job(job)
+    run.update_status("queued", reason="", created=created)
     env = {**worker_environment(), "PYTHONUNBUFFERED": "1"}
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     # On a GPU, TensorFlow would otherwise take all its memory, starving a second job or the app.
     env.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
     try:
-        with (run_dir / LOG_FILE).open("ab") as log:
+        with run.log_path.open("ab") as log:
             worker = subprocess.Popen(
                 [sys.executable, "-m", "fertools.jobs", str(run_dir)],
                 cwd=PROJECT_ROOT,
@@ -253,12 +225,10 @@ def submit(
                 start_new_session=True,
             )
     except OSError as error:
-        _update_status(
-            run_dir, "failed", reason=f"the worker could not start ({error})", finished=time.time()
-        )
+        run.update_status("failed", reason=f"the worker could not start ({error})", finished=time.time())
         raise JobError(f"the training worker could not start ({error}).") from None
     _children.append(worker)
-    _write_json(run_dir / JOB_FILE, {**job, "pid": worker.pid})
+    run.write_job({**job, "pid": worker.pid})
     return run_id
 
 
@@ -322,7 +292,9 @@ def _pid_alive(pid: int | None, worker_only: bool) -> bool:
                 return False  # exited, not yet reaped by its parent
             command = (proc / "cmdline").read_bytes()
             # Just after Popen the command line can still be empty (the exec has not happened yet).
-            if worker_only and command and b"fertools.jobs" not in command:
+            # A run queued here may be resumed from the command line (python -m fertools train
+            # --resume): that process is as alive as a worker.
+            if worker_only and command and b"fertools" not in command:
                 return False  # the pid was reused by another program
         except (OSError, IndexError):
             pass
@@ -331,19 +303,20 @@ def _pid_alive(pid: int | None, worker_only: bool) -> bool:
 
 def _load_run(run_dir: Path) -> dict | None:
     """Raw job, status and liveness for one folder; None if it is no run."""
-    job = _read_json(run_dir / JOB_FILE)
-    status = _read_json(run_dir / STATUS_FILE) or {}
+    run = RunDir(run_dir)
+    job = run.read_job()
+    status = run.read_status()
     managed = job is not None
     if job is None:
         # A run started from the command line (fertools.cli train): shown read-only.
-        config = _read_json(run_dir / "config.json")
+        config = run.read_config()
         if config is None or not status:
             return None
         job = {
             "id": run_dir.name,
             "name": run_dir.name,
             "created": status.get("started", 0.0),
-            "config": config,
+            "config": config.to_dict(),
             "dataset": {"label": "(command line)"},
         }
     state = status.get("state", job.get("state", "queued"))
@@ -354,13 +327,16 @@ def _load_run(run_dir: Path) -> dict | None:
         elif not _pid_alive(pid, worker_only=managed):
             # The worker writes its final state before it exits, so re-read before
             # calling the run failed: it may have finished a moment ago.
-            status = _read_json(run_dir / STATUS_FILE) or status
+            status = run.read_status() or status
             state = status.get("state", state)
             if state in ACTIVE_STATES:
                 state, status = "failed", {**status, "state": "failed", "reason": DEAD_WORKER}
                 if managed:
-                    _update_status(run_dir, "failed", reason=DEAD_WORKER, finished=time.time())
-    return {"job": job, "status": status, "state": state, "managed": managed}
+                    run.update_status("failed", reason=DEAD_WORKER, finished=time.time())
+    if state not in (*ACTIVE_STATES, *DONE_STATES):
+        run.damage.append(f"status.json names no known state ({str(state)[:40]!r})")
+        state = "failed"
+    return {"job": job, "status": status, "state": state, "managed": managed, "run": run}
 
 
 def _run_folders(root: Path) -> list[Path]:
@@ -372,35 +348,48 @@ def _run_folders(root: Path) -> list[Path]:
 
 
 def _info(run_dir: Path, raw: dict, queue_position: int | None) -> RunInfo:
-    from fertools.train import TrainConfig
-
-    job, status = raw["job"], raw["status"]
+    job, status, run = raw["job"], raw["status"], raw["run"]
     try:
         config = TrainConfig.from_dict(job.get("config") or {})
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, AttributeError):
+        run.damage.append("job.json holds settings this version cannot use")
         config = TrainConfig()
+    metrics = run.read_metrics() if raw["state"] in DONE_STATES else None
+    progress = run.read_progress()
+    dataset = job.get("dataset") if isinstance(job.get("dataset"), dict) else {}
+    sweep = job.get("sweep") if isinstance(job.get("sweep"), dict) else None
     return RunInfo(
         id=run_dir.name,
-        name=job.get("name") or run_dir.name,
+        name=str(job.get("name") or run_dir.name),
         state=raw["state"],
-        created=float(job.get("created") or 0.0),
+        created=_number(job.get("created")) or 0.0,
         config=config,
-        dataset_label=(job.get("dataset") or {}).get("label", ""),
-        metrics=_read_json(run_dir / "metrics.json") if raw["state"] in DONE_STATES else None,
-        progress=_read_json(run_dir / "progress.json"),
+        dataset_label=str(dataset.get("label", "")),
+        metrics=metrics,
+        progress=progress,
         queue_position=queue_position,
-        reason=status.get("reason", "") or "",
+        reason=str(status.get("reason", "") or ""),
         run_dir=run_dir,
-        started=status.get("started"),
-        finished=status.get("finished"),
-        sweep=job.get("sweep"),
+        started=_number(status.get("started")),
+        finished=_number(status.get("finished")),
+        sweep=sweep,
         managed=raw["managed"],
+        damage="; ".join(run.damage),
     )
+
+
+def _number(value: Any) -> float | None:
+    """A finite float from a run file's field, or None for anything else (a damaged file)."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if number == number and abs(number) != float("inf") else None
 
 
 def _queued_ids(raws: dict[Path, dict]) -> list[str]:
     queued = [
-        (raw["job"].get("created", 0.0), folder.name)
+        (_number(raw["job"].get("created")) or 0.0, folder.name)
         for folder, raw in raws.items()
         if raw["state"] == "queued"
     ]
@@ -439,9 +428,7 @@ def queue_position(run_id: str, root: str | os.PathLike | None = None) -> int | 
 
 def history(run_id: str, root: str | os.PathLike | None = None) -> list[dict]:
     """The run's history.csv: one dict of floats per finished epoch (epoch is 0-based, as Keras writes it)."""
-    from fertools.train import read_history
-
-    return read_history(_run_dir(run_id, root))
+    return RunDir(_run_dir(run_id, root)).read_history()
 
 
 def cancel(run_id: str, root: str | os.PathLike | None = None) -> None:
@@ -452,14 +439,12 @@ def cancel(run_id: str, root: str | os.PathLike | None = None) -> None:
     Cancelling a finished run does nothing.
     """
     run_dir = _run_dir(run_id, root)
-    if not (run_dir / JOB_FILE).exists():
+    run = RunDir(run_dir)
+    if run.read_job() is None:
         raise JobError(f"{run_id} was started from the command line; stop it there (Ctrl-C).")
-    (run_dir / CANCEL_FILE).touch()
-    status = _read_json(run_dir / STATUS_FILE) or {}
-    if status.get("state") == "queued":
-        _update_status(
-            run_dir, "cancelled", reason="cancelled by the user before it started", finished=time.time()
-        )
+    run.request_cancel()
+    if run.read_status().get("state") == "queued":
+        run.update_status("cancelled", reason="cancelled by the user before it started", finished=time.time())
 
 
 def delete_run(run_id: str, root: str | os.PathLike | None = None) -> None:
@@ -469,12 +454,12 @@ def delete_run(run_id: str, root: str | os.PathLike | None = None) -> None:
         raise JobError(f"{run_id} was started from the command line; delete its folder by hand.")
     if info.state not in DONE_STATES:
         raise JobError(f"{run_id} is still {info.state}; cancel it first.")
-    job = _read_json(info.run_dir / JOB_FILE) or {}
+    job = info.run.read_job() or {}
     shutil.rmtree(info.run_dir)
     dataset_path = (job.get("dataset") or {}).get("path")
     if dataset_path:
         still_used = any(
-            ((_read_json(folder / JOB_FILE) or {}).get("dataset") or {}).get("path") == dataset_path
+            ((RunDir(folder).read_job() or {}).get("dataset") or {}).get("path") == dataset_path
             for folder in _run_folders(_root(root))
         )
         if not still_used:
@@ -503,7 +488,7 @@ def _wait_for_slot(run_dir: Path) -> int | None:
     """Block until this run holds a slot; None if it was cancelled while queued."""
     root = run_dir.parent
     while True:
-        if (run_dir / CANCEL_FILE).exists():
+        if RunDir(run_dir).cancel_requested:
             return None
         try:
             position = queue_position(run_dir.name, root)
@@ -520,44 +505,41 @@ def _wait_for_slot(run_dir: Path) -> int | None:
 
 def run_worker(run_dir: str | os.PathLike) -> int:
     """The worker's body: wait for a slot, then train; return the process exit code."""
-    run_dir = Path(run_dir).resolve()
-    job = _read_json(run_dir / JOB_FILE)
+    run = RunDir(Path(run_dir).resolve())
+    job = run.read_job()
     if job is None:
-        print(f"{run_dir} holds no {JOB_FILE}", file=sys.stderr)
+        print(f"{run.path} holds no readable job.json", file=sys.stderr)
         return 2
-    status = _read_json(run_dir / STATUS_FILE) or {}
-    if status.get("state") not in (None, "queued"):
-        print(f"run {run_dir.name} is already {status['state']}", file=sys.stderr)
+    state = run.read_status().get("state")
+    if state not in (None, "queued"):
+        print(f"run {run.id} is already {state}", file=sys.stderr)
         return 0
-    _update_status(run_dir, "queued", pid=os.getpid())
-    slot = _wait_for_slot(run_dir)
-    if slot is None or (run_dir / CANCEL_FILE).exists():
-        _update_status(
-            run_dir, "cancelled", reason="cancelled by the user before it started", finished=time.time()
-        )
+    run.update_status("queued", pid=os.getpid())
+    slot = _wait_for_slot(run.path)
+    if slot is None or run.cancel_requested:
+        run.update_status("cancelled", reason="cancelled by the user before it started", finished=time.time())
         return 0
-    _update_status(run_dir, "running", pid=os.getpid(), started=time.time(), phase="loading")
+    run.update_status("running", pid=os.getpid(), started=time.time(), phase="loading")
     try:
         # Heavy imports only now that this worker may train.
         from fertools.data import load_npz
-        from fertools.train import TrainConfig, train
+        from fertools.train import train
 
         dataset = load_npz(job["dataset"]["path"])
         config = TrainConfig.from_dict(job["config"])
         result = train(
             dataset,
             config,
-            run_dir,
-            should_stop=lambda: (run_dir / CANCEL_FILE).exists(),
-            command=f"python -m fertools.jobs {run_dir}",
+            run.path,
+            should_stop=lambda: run.cancel_requested,
+            command=f"python -m fertools.jobs {run.path}",
         )
     except Exception as error:  # noqa: BLE001 - any failure must end as a failed run, not a hang
-        status = _read_json(run_dir / STATUS_FILE) or {}
-        if status.get("state") != "failed":  # train() records its own failures
-            _update_status(run_dir, "failed", reason=f"{type(error).__name__}: {error}", finished=time.time())
-        print(f"run {run_dir.name} failed: {type(error).__name__}: {error}", file=sys.stderr)
+        if run.read_status().get("state") != "failed":  # train() records its own failures
+            run.update_status("failed", reason=f"{type(error).__name__}: {error}", finished=time.time())
+        print(f"run {run.id} failed: {type(error).__name__}: {error}", file=sys.stderr)
         return 1
-    print(f"run {run_dir.name} {result.status} {result.reason}".rstrip(), file=sys.stderr)
+    print(f"run {run.id} {result.status} {result.reason}".rstrip(), file=sys.stderr)
     return 0 if result.status != "failed" else 1
 
 
@@ -596,7 +578,7 @@ def stop_children(timeout: float = 60) -> None:
     for child in _children:
         run_dir = Path(child.args[-1])
         if child.poll() is None and run_dir.is_dir():
-            (run_dir / CANCEL_FILE).touch()
+            RunDir(run_dir).request_cancel()
     for child in _children:
         try:
             child.wait(timeout=timeout)

@@ -124,6 +124,13 @@ def load_model_dir(path: str | os.PathLike) -> tuple[keras.Model, ModelCard]:
     return model, card
 
 
+def _count(number, noun: str) -> str:
+    """``1 epoch``, ``245 epochs``, ``? epochs`` for a card that does not say."""
+    if number is None:
+        return f"? {noun}s"
+    return f"{number:,} {noun}" + ("" if number == 1 else "s")
+
+
 def card_markdown(card: ModelCard) -> str:
     """The card's figures as Markdown: summary, per-class table and confusion matrix (for READMEs)."""
     metrics, training, dataset = card.metrics, card.training, card.dataset
@@ -143,14 +150,16 @@ def card_markdown(card: ModelCard) -> str:
         if "origin" in dataset:
             lines.append(f"Origin: {dataset['origin']}. Terms: {dataset.get('terms', 'see the source')}.")
     if training:
-        epochs = training.get("epochs_run", training.get("epochs"))
+        epochs = training.get("epochs_run")
         average = training.get("weight_average") or {}
         if average.get("shipped"):
             kept = f"the weights averaged over epochs {min(average['epochs'])}-{max(average['epochs'])}"
+        elif training.get("best_epoch") is not None:
+            kept = f"best epoch {training['best_epoch']}"
         else:
-            kept = f"best epoch {training.get('best_epoch', training.get('epochs'))}"
+            kept = "the final weights"
         lines.append(
-            f"Training: {epochs} epochs ({kept}),"
+            f"Training: {_count(epochs, 'epoch')} ({kept}),"
             f" {training.get('seconds', 0) / 3600:.1f} h on {training.get('hardware', '?')};"
             f" TensorFlow {training.get('tensorflow', '?')}, Keras {training.get('keras', '?')}."
         )

@@ -5,7 +5,8 @@ from __future__ import annotations
 import streamlit as st
 
 from fertools import data, stats
-from fertools.augment import NO_AUGMENTATION, AugmentConfig, preview
+from fertools.augment import preview
+from fertools.config import NO_AUGMENTATION, AugmentConfig
 from ui.common import get_dataset, page_setup
 
 #: One slider per numeric AugmentConfig field: (field, label, max, step, help).

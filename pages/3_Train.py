@@ -13,10 +13,10 @@ import streamlit as st
 from plotly.subplots import make_subplots
 
 from fertools import diagnose, export, jobs, models
-from fertools.augment import AugmentConfig
+from fertools.config import CLASS_WEIGHTS, OPTIMIZERS, PRESETS, SCHEDULES, AugmentConfig, TrainConfig
 from fertools.data import DatasetError
 from fertools.modelcard import ModelLoadError
-from fertools.train import CLASS_WEIGHTS, OPTIMIZERS, PRESETS, SCHEDULES, TrainConfig
+from fertools.runs import PREDICTIONS, RunDir
 from ui.common import get_dataset, page_setup
 
 page_setup("Train", "🏋️")
@@ -51,7 +51,6 @@ def _widget_values(config: TrainConfig) -> dict:
         "train_schedule": config.schedule,
         "train_warmup": config.warmup_epochs,
         "train_cycles": ", ".join(str(n) for n in config.cycle_epochs),
-        "train_snapshots": config.snapshot_ensemble,
         "train_average": config.average_epochs,
         "train_smoothing": config.label_smoothing,
         "train_class_weights": config.class_weights,
@@ -98,7 +97,6 @@ def _config_from_widgets() -> TrainConfig:
         schedule=state["train_schedule"],
         warmup_epochs=int(state["train_warmup"]),
         cycle_epochs=_cycles(state["train_cycles"]),
-        snapshot_ensemble=bool(state["train_snapshots"]),
         average_epochs=int(state["train_average"]),
         label_smoothing=float(state["train_smoothing"]),
         class_weights=state["train_class_weights"],
@@ -139,9 +137,9 @@ def _layer_table(name: str, num_classes: int) -> tuple[int, pd.DataFrame]:
 
 
 @st.cache_data(max_entries=4, show_spinner=False)
-def _val_predictions(path: str, stamp: float) -> dict[str, np.ndarray]:
-    with np.load(path, allow_pickle=False) as npz:
-        return {key: npz[key] for key in npz.files}
+def _val_predictions(run_dir: str, stamp: float) -> dict | None:
+    """The run's validation predictions (None when missing or damaged); ``stamp`` keys the cache."""
+    return RunDir(run_dir).read_predictions()
 
 
 # --- charts -----------------------------------------------------------------------------------
@@ -270,11 +268,6 @@ def configure_section(dataset) -> None:
                 help="Warm restarts: the cosine schedule restarts after each cycle; the cycles must add "
                 "up to the epochs. Empty: one cycle.",
             )
-            d.checkbox(
-                "Snapshot ensemble",
-                key="train_snapshots",
-                help="With two or more cycles: the final model averages the best epoch of each cycle.",
-            )
             c.number_input(
                 "Average the final epochs (0 = off)",
                 min_value=0,
@@ -385,7 +378,7 @@ def live_view(run_id: str, shown_state: str) -> None:
     if history or run.state == "running":
         st.plotly_chart(_curves_figure(history, config.epochs), key=f"curves_{run.id}")
     if run.state == "failed":
-        log = run.run_dir / jobs.LOG_FILE
+        log = run.run.log_path
         if log.exists():
             with st.expander("Worker log (last lines)"):
                 lines = [
@@ -411,7 +404,10 @@ def results_section(run: jobs.RunInfo) -> None:
             help="Averaging the prediction of a face and its mirror image.",
         )
     c.metric("Macro F1", f"{metrics.get('macro_f1', 0):.3f}")
-    d.metric("Epochs · time", f"{metrics.get('epochs', '?')} · {_duration(metrics.get('train_seconds'))}")
+    d.metric(
+        "Epochs · time",
+        f"{metrics.get('epochs_run', metrics.get('epochs', '?'))} · {_duration(metrics.get('train_seconds'))}",
+    )
 
     classes = list(metrics.get("classes") or metrics["per_class"])
     confusion = np.asarray(metrics["confusion"])
@@ -444,11 +440,11 @@ def results_section(run: jobs.RunInfo) -> None:
 
 
 def mistakes_gallery(run: jobs.RunInfo, classes: list[str], confusion: np.ndarray) -> None:
-    path = run.run_dir / "val_predictions.npz"
-    if not path.exists():
-        st.caption("This run saved no validation predictions.")
+    stamp = run.run.file(PREDICTIONS).stat().st_mtime if run.run.file(PREDICTIONS).exists() else 0.0
+    predictions = _val_predictions(str(run.run_dir), stamp)
+    if predictions is None:
+        st.caption("This run has no readable validation predictions.")
         return
-    predictions = _val_predictions(str(path), path.stat().st_mtime)
     labels, probabilities = predictions["labels"], predictions["probabilities"]
     predicted = probabilities.argmax(axis=1)
     off_diagonal = confusion - np.diag(np.diag(confusion))
@@ -515,7 +511,7 @@ def model_actions(run: jobs.RunInfo) -> None:
         mime="application/zip",
         key=f"zip_{run.id}",
     )
-    tflite = run.run_dir / "export" / "model.tflite"
+    tflite = run.run.tflite_path
     fresh = tflite.exists() and tflite.stat().st_mtime >= (model_dir / "model.keras").stat().st_mtime
     if fresh:
         b.download_button(
@@ -574,7 +570,7 @@ def runs_section(runs: list[jobs.RunInfo], dataset) -> None:
 
 
 def compare_runs(runs: list[jobs.RunInfo]) -> None:
-    with_curves = [run for run in runs if (run.run_dir / "history.csv").exists()]
+    with_curves = [run for run in runs if run.run.has_history]
     if len(with_curves) < 1:
         return
     labels = {run.id: f"{run.id} · {run.name}" for run in with_curves}

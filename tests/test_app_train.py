@@ -22,7 +22,7 @@ from streamlit.testing.v1 import AppTest
 from fertools import jobs
 from fertools.data import save_npz
 from fertools.evaluate import report
-from fertools.train import PRESETS, TrainConfig
+from fertools.config import PRESETS, TrainConfig
 
 PAGE = str(Path(__file__).resolve().parent.parent / "pages" / "3_Train.py")
 
@@ -171,7 +171,6 @@ def test_preset_fills_in_settings(tiny_source):
     preset = PRESETS["default"]
     assert at.number_input(key="train_epochs").value == preset.epochs
     assert at.text_input(key="train_cycles").value == ", ".join(map(str, preset.cycle_epochs))
-    assert at.checkbox(key="train_snapshots").value is preset.snapshot_ensemble
     assert at.number_input(key="train_average").value == preset.average_epochs > 0
 
     at.text_input(key="train_cycles").set_value("30, sixty").run()

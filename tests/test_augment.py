@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fertools.augment import NO_AUGMENTATION, AugmentConfig, build_augmenter, preview
+from fertools.augment import build_augmenter, preview
+from fertools.config import NO_AUGMENTATION, AugmentConfig
 
 
 @pytest.fixture(scope="module")

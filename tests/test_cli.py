@@ -20,7 +20,7 @@ import pytest
 
 from fertools import cli, data, synthetic
 from fertools.constants import FER2013_CLASSES, PROJECT_ROOT
-from fertools.train import read_history
+from fertools.runs import RunDir
 
 # --- helpers -------------------------------------------------------------------------------------
 
@@ -347,7 +347,7 @@ def test_train_then_resume(tmp_path, tiny_npz, capsys):
     assert (run / "model" / "model.keras").exists() and (run / "model" / "card.json").exists()
     card = json.loads((run / "model" / "card.json").read_text())
     assert card["training"]["command"].startswith("python -m fertools ")
-    assert len(read_history(run)) == 1
+    assert len(RunDir(run).read_history()) == 1
 
     # --resume takes the saved config; ask it for one more epoch than was run.
     config = json.loads((run / "config.json").read_text())
@@ -356,5 +356,27 @@ def test_train_then_resume(tmp_path, tiny_npz, capsys):
 
     assert code == 0, err
     assert err.startswith("resuming default")
-    assert [row["epoch"] for row in read_history(run)] == [0, 1]
+    assert [row["epoch"] for row in RunDir(run).read_history()] == [0, 1]
     assert json.loads((run / "config.json").read_text())["epochs"] == 2
+
+    # export writes the run's weights elsewhere with a measured card, and leaves the run as it was.
+    metrics_before = (run / "metrics.json").read_bytes()
+    code, out, err = main(["export", run, "--data", tiny_npz, "--out", tmp_path / "shipped"], capsys)
+
+    assert code == 0, err
+    assert "exported default to" in out and "2 epochs run" in out
+    card = json.loads((tmp_path / "shipped" / "card.json").read_text())
+    assert card["training"]["epochs_run"] == 2
+    assert card["training"]["best_epoch"] in (1, 2) and "epochs" not in card["training"]
+    assert card["inference"]["engine"] == "litert"
+    assert (run / "metrics.json").read_bytes() == metrics_before
+
+
+def test_export_refuses_what_is_not_a_run(tmp_path, capsys):
+    code, _, err = main(["export", tmp_path, "--data", "builtin"], capsys)
+    assert code == 2
+    assert_one_line_error(err, "is not a training run")
+    (tmp_path / "config.json").write_text("{}")
+    code, _, err = main(["export", tmp_path], capsys)
+    assert code == 2
+    assert_one_line_error(err, "has no finished epoch")

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from fertools import jobs
-from fertools.train import TrainConfig
+from fertools.config import TrainConfig
 
 #: One short epoch on the tiny set, no augmentation: the cheapest real training run.
 ONE_EPOCH = TrainConfig(epochs=1, batch_size=32, augment=None)
@@ -96,7 +96,7 @@ def test_job_trains_to_finished_and_writes_its_folder(tiny_builtin, ferlab_dirs)
     ):
         assert (run.run_dir / name).is_file(), name
     assert run.model_dir == run.run_dir / "model"
-    assert 0 <= run.accuracy <= 1 and run.metrics["epochs"] == 1
+    assert 0 <= run.accuracy <= 1 and run.metrics["epochs_run"] == 1
     assert run.progress["fraction"] == 1.0
     assert len(jobs.history(run_id)) == 1
     job = json.loads((run.run_dir / "job.json").read_text())
@@ -132,7 +132,7 @@ def test_second_job_queues_behind_a_running_one_and_both_cancel(tiny_builtin):
     jobs.cancel(first)  # running: stops at its next batch and keeps its best epoch
     wait_for(lambda: not jobs.get_run(first).active, 120, "the running job to stop")
     run = jobs.get_run(first)
-    assert (run.state, run.reason) == ("cancelled", "cancelled by the user")
+    assert run.state == "cancelled" and run.reason.startswith("cancelled by the user")
     assert len(jobs.history(first)) < 500
 
 

@@ -18,12 +18,14 @@ import keras
 import numpy as np
 import pytest
 
-from fertools import models, train
-from fertools.augment import NO_AUGMENTATION, AugmentConfig
+from fertools import averaging, models, publish, train
+from fertools.callbacks import Progress, WeightAverage
+from fertools.config import NO_AUGMENTATION, PRESETS, AugmentConfig, TrainConfig
 from fertools.constants import FER2013_CLASSES, PROJECT_ROOT
 from fertools.data import load_builtin
-from fertools.modelcard import card_markdown, load_model_dir
-from fertools.train import PRESETS, TrainConfig, class_weight_vector, read_history
+from fertools.modelcard import card_markdown, load_model_dir, read_card
+from fertools.runs import RunDir
+from fertools.train import class_weight_vector
 
 #: A narrow ``default`` network: the same layers, a fraction of the arithmetic.
 NARROW = {"widths": (8, 16, 16, 32), "dense_units": 32}
@@ -46,6 +48,10 @@ def status(run_dir: Path) -> dict:
     return json.loads((run_dir / "status.json").read_text())
 
 
+def read_history(run_dir: Path) -> list[dict]:
+    return RunDir(run_dir).read_history()
+
+
 # --- a real (short) run ----------------------------------------------------------------------------
 
 
@@ -63,7 +69,7 @@ def trained_run(tmp_path_factory):
         seed=0,
     )
     run_dir = tmp_path_factory.mktemp("runs") / "accuracy"
-    reports: list[train.Progress] = []
+    reports: list[Progress] = []
     result = train.train(dataset, config, run_dir, progress=reports.append, command="pytest")
     return result, run_dir, reports
 
@@ -105,7 +111,10 @@ def test_the_run_folder_holds_everything(trained_run):
 
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["accuracy"] == pytest.approx(result.metrics["accuracy"])
-    assert metrics["n"] == 105 and metrics["epochs"] == 4
+    assert metrics["n"] == 105 and metrics["epochs_run"] == 4
+    best = json.loads((run_dir / "best.weights.json").read_text())
+    assert metrics["best_epoch"] == best["epoch"] == card.training["best_epoch"]
+    assert card.training["epochs_run"] == 4 and "epochs" not in card.training
     assert set(metrics["per_class"]) == set(FER2013_CLASSES)
     assert set(metrics["per_class"]["happy"]) == {"precision", "recall", "f1", "support"}
     assert np.array(metrics["confusion"]).shape == (7, 7) and np.array(metrics["confusion"]).sum() == 105
@@ -150,7 +159,7 @@ def test_an_interrupted_run_resumes_from_its_last_epoch(tmp_path):
     assert status(run_dir)["state"] == "failed"
     assert "simulated crash" in status(run_dir)["reason"]
     assert [row["epoch"] for row in read_history(run_dir)] == [0, 1]
-    first_session = train.seconds_trained(run_dir)
+    first_session = RunDir(run_dir).seconds_trained()
     assert first_session > 0
 
     result = train.train(dataset, config, run_dir)
@@ -163,7 +172,7 @@ def test_an_interrupted_run_resumes_from_its_last_epoch(tmp_path):
     assert status(run_dir)["earlier_seconds"] == pytest.approx(first_session)
     card = load_model_dir(run_dir / "model")[1]
     assert card.training["seconds"] >= round(first_session, 1)
-    assert train.seconds_trained(run_dir) >= card.training["seconds"] - 0.1
+    assert RunDir(run_dir).seconds_trained() >= card.training["seconds"] - 0.1
 
 
 class FirstBatchLoss(keras.callbacks.Callback):
@@ -245,17 +254,16 @@ def test_should_stop_cancels_the_run_and_keeps_its_model(tmp_path):
 
     def should_stop() -> bool:
         polls.append(1)
-        return len(polls) >= 2  # stop in the middle of the first epoch
+        return len(polls) >= batches + 2  # stop in the middle of the second epoch
 
-    result = train.train(
-        load_builtin(n_per_class=10, seed=0),
-        quick_config(epochs=5),
-        tmp_path / "run",
-        should_stop=should_stop,
-    )
+    dataset = load_builtin(n_per_class=10, seed=0)
+    batches = len(dataset.with_validation(0.1, 0).subset("train")) // 16
+    result = train.train(dataset, quick_config(epochs=5), tmp_path / "run", should_stop=should_stop)
 
-    assert result.status == "cancelled" and result.reason == "cancelled by the user"
-    assert result.epochs_done == 1
+    # The partial second epoch is neither logged nor kept: one whole epoch was done.
+    assert result.status == "cancelled" and result.reason == "cancelled by the user after 1 whole epoch"
+    assert result.epochs_done == 1 and len(read_history(tmp_path / "run")) == 1
+    assert read_card(tmp_path / "run" / "model").training["epochs_run"] == 1
     assert status(tmp_path / "run")["state"] == "cancelled"
     assert (tmp_path / "run" / "model" / "card.json").exists()
 
@@ -270,12 +278,12 @@ MIRRORED_SCRIPT = textwrap.dedent(
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     from fertools import train
-    from fertools.augment import NO_AUGMENTATION
+    from fertools.config import NO_AUGMENTATION, TrainConfig
     from fertools.data import load_builtin
 
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-    config = train.TrainConfig(epochs=1, batch_size=16, augment=NO_AUGMENTATION,
-                               model_kwargs={"widths": (8, 16, 16, 32), "dense_units": 32})
+    config = TrainConfig(epochs=1, batch_size=16, augment=NO_AUGMENTATION,
+                         model_kwargs={"widths": (8, 16, 16, 32), "dense_units": 32})
     result = train.train(load_builtin(n_per_class=10), config, sys.argv[1], strategy=strategy)
     print(json.dumps({"replicas": strategy.num_replicas_in_sync, "status": result.status,
                       "epochs": result.epochs_done, "accuracy": result.metrics["accuracy"]}))
@@ -344,7 +352,7 @@ def test_class_weight_vector_modes():
         ({"label_smoothing": 1.0}, "label smoothing"),
         ({"epochs": 10, "cycle_epochs": (4, 4)}, "must be positive and sum to the 10 epochs"),
         ({"epochs": 4, "cycle_epochs": (4, 0)}, "must be positive"),
-        ({"snapshot_ensemble": True}, "needs the cosine schedule with two or more cycles"),
+        ({"mixed_precision": "maybe"}, "mixed_precision must be one of"),
         ({"epochs": 5, "average_epochs": 6}, "average_epochs must be between 0 and the 5 epochs"),
     ],
 )
@@ -419,12 +427,16 @@ def test_cosine_restarts_warm_up_and_decay_in_every_cycle():
     assert train.CosineRestarts.from_config(schedule.get_config()).get_config() == schedule.get_config()
 
 
-def test_export_best_writes_a_card_with_the_inference_engine_measured(trained_run, tmp_path):
+def test_export_writes_a_card_with_the_inference_engine_measured(trained_run, tmp_path):
     _, run_dir, _ = trained_run
     dataset = load_builtin(n_per_class=150, seed=0)
+    run_metrics = (run_dir / "metrics.json").read_bytes()
 
     about = {"origin": "generated by the test", "terms": "none"}
-    metrics = train.export_best(run_dir, dataset, tmp_path / "exported", note="a test export", about=about)
+    metrics = publish.export(run_dir, dataset, tmp_path / "exported", note="a test export", about=about)
+
+    # Exporting elsewhere leaves the run's own files as they were.
+    assert (run_dir / "metrics.json").read_bytes() == run_metrics
 
     model, card = load_model_dir(tmp_path / "exported")
     assert card.metrics["accuracy"] == pytest.approx(metrics["accuracy"])
@@ -443,47 +455,13 @@ def test_export_best_writes_a_card_with_the_inference_engine_measured(trained_ru
     assert "With flip TTA, the Recognizer's default on this engine" in card_markdown(card)
 
 
-def test_a_snapshot_ensemble_averages_the_best_epoch_of_each_cycle(tmp_path):
-    dataset = load_builtin(n_per_class=60, seed=2)
-    config = TrainConfig(
-        architecture="default",
-        epochs=4,
-        cycle_epochs=(2, 2),
-        schedule="cosine",
-        snapshot_ensemble=True,
-        batch_size=32,
-        learning_rate=3e-3,
-        augment=NO_AUGMENTATION,
-    )
-    run_dir = tmp_path / "run"
-
-    result = train.train(dataset, config, run_dir)
-
-    assert result.status == "finished"
-    scores = train.snapshot_scores(run_dir)
-    assert [s["cycle"] for s in scores] == [1, 2]
-    assert 1 <= scores[0]["epoch"] <= 2 and 3 <= scores[1]["epoch"] <= 4  # each within its own cycle
-    model, card = load_model_dir(run_dir / "model")  # safe_mode=True
-    members = [layer for layer in model.layers if isinstance(layer, keras.Model)]
-    assert [m.name for m in members] == ["snapshot1", "snapshot2"]
-    assert card.parameters == 2 * models.create("default", 7).count_params()
-    assert card.training["snapshots"] == scores
-    faces = dataset.images[:5, ..., None].astype("float32")
-    expected = np.mean([m(faces, training=False) for m in members], axis=0)
-    np.testing.assert_allclose(model(faces, training=False), expected, atol=1e-6)
-    # Grad-CAM works through the nested networks.
-    from fertools.gradcam import gradcam
-
-    heatmap = gradcam(model, dataset.images[0])
-    assert heatmap.shape == (48, 48) and 0 <= heatmap.min() and heatmap.max() <= 1
-
-
 # --- stochastic weight averaging -------------------------------------------------------------------
 
 
 def test_the_weight_average_is_the_mean_of_the_final_epochs_and_survives_a_restart(tmp_path):
     model = models.create("default", 7, **NARROW)
-    path = tmp_path / "average.npz"
+    run = RunDir(tmp_path)
+    path = run.running_average
     snapshots = []
 
     def end_epoch(callback, epoch, seed):
@@ -495,17 +473,17 @@ def test_the_weight_average_is_the_mean_of_the_final_epochs_and_survives_a_resta
         callback.on_epoch_end(epoch)
         return weights
 
-    first = train._WeightAverage(model, path, range(2, 5))
+    first = WeightAverage(model, run, range(2, 5))
     end_epoch(first, 1, 0)  # before the averaged epochs: ignored
     assert not path.exists()
     snapshots.append(end_epoch(first, 2, 10))
     snapshots.append(end_epoch(first, 3, 20))
     # A resumed run repeats epoch 4 (index 3): it must not count twice.
-    second = train._WeightAverage(model, path, range(2, 5))
+    second = WeightAverage(model, run, range(2, 5))
     end_epoch(second, 3, 30)
     snapshots.append(end_epoch(second, 4, 40))
 
-    epochs, mean = train.read_weight_average(path)
+    epochs, mean = averaging.read_weight_average(path)
     assert epochs == [3, 4, 5]
     for got, *parts in zip(mean, *snapshots):
         np.testing.assert_allclose(got, np.mean(parts, axis=0), rtol=1e-5, atol=1e-6)
@@ -513,15 +491,16 @@ def test_the_weight_average_is_the_mean_of_the_final_epochs_and_survives_a_resta
 
 def test_a_run_extended_by_another_cycle_averages_its_new_final_epochs_afresh(tmp_path):
     model = models.create("default", 7, **NARROW)
-    path = tmp_path / "average.npz"
-    train._WeightAverage(model, path, range(2, 4)).on_epoch_end(3)  # the finished run's average
-    extended = train._WeightAverage(model, path, range(6, 8))
+    run = RunDir(tmp_path)
+    path = run.running_average
+    WeightAverage(model, run, range(2, 4)).on_epoch_end(3)  # the finished run's average
+    extended = WeightAverage(model, run, range(6, 8))
     weights = [w + 1 if w.dtype.kind == "f" else w for w in model.get_weights()]
     model.set_weights(weights)
 
     extended.on_epoch_end(6)
 
-    epochs, mean = train.read_weight_average(path)
+    epochs, mean = averaging.read_weight_average(path)
     assert epochs == [7]
     for got, expected in zip(mean, weights):
         np.testing.assert_array_equal(got, expected)
@@ -534,7 +513,7 @@ def test_recompute_batchnorm_measures_the_statistics_of_the_data():
     rng = np.random.default_rng(0)
     images = rng.normal(100, 20, size=(600, 48, 48)).clip(0, 255).astype("float32")
 
-    train.recompute_batchnorm(model, images, batch_size=128)
+    averaging.recompute_batchnorm(model, images, batch_size=128)
 
     assert float(norm.moving_mean.numpy()[0]) == pytest.approx(images.mean(), rel=1e-3)
     assert float(norm.moving_variance.numpy()[0]) == pytest.approx(images.var(), rel=1e-2)
@@ -549,28 +528,46 @@ def test_a_run_with_weight_averaging_ships_the_better_of_the_average_and_the_bes
     result = train.train(dataset, config, run_dir)
 
     assert result.status == "finished"
-    assert train.read_weight_average(run_dir / "average.npz")[0] == [2, 3, 4]
+    assert averaging.read_weight_average(run_dir / "average.npz")[0] == [2, 3, 4]
     average = json.loads((run_dir / "average.weights.json").read_text())
     best = json.loads((run_dir / "best.weights.json").read_text())
     model, card = load_model_dir(run_dir / "model")
     summary = card.training["weight_average"]
     assert summary["epochs"] == [2, 3, 4] and summary["score"] == average["score"]
     assert summary["shipped"] == (average["score"] > best["score"])
-    shipped = train.final_weights(run_dir)
+    shipped = RunDir(run_dir).final_weights()
     assert shipped.name == ("average.weights.h5" if summary["shipped"] else "best.weights.h5")
     reference = models.create("default", 7, **NARROW)
     reference.load_weights(shipped)
     faces = dataset.images[:4, ..., None].astype("float32")
     np.testing.assert_allclose(model(faces), reference(faces), atol=1e-6)
-    for shipped, told in ((True, "(the weights averaged over epochs 2-4)"), (False, "(best epoch 4)")):
+    best_told = f"(best epoch {best['epoch']})"
+    for shipped, told in ((True, "(the weights averaged over epochs 2-4)"), (False, best_told)):
         card.training["weight_average"]["shipped"] = shipped
         assert told in card_markdown(card)
 
 
 def test_final_weights_prefers_the_average_only_when_it_scored_higher(tmp_path):
-    (tmp_path / "best.weights.json").write_text(json.dumps({"score": 0.6, "epoch": 9}))
-    assert train.final_weights(tmp_path).name == "best.weights.h5"
-    (tmp_path / "average.weights.json").write_text(json.dumps({"score": 0.6, "epochs": [9, 10]}))
-    assert train.final_weights(tmp_path).name == "best.weights.h5"
-    (tmp_path / "average.weights.json").write_text(json.dumps({"score": 0.61, "epochs": [9, 10]}))
-    assert train.final_weights(tmp_path).name == "average.weights.h5"
+    run = RunDir(tmp_path)
+    run.write_best_score(0.6, 9)
+    assert run.final_weights().name == "best.weights.h5"
+    run.average_weights.touch()
+    run.write_average_score(0.6, [9, 10])
+    assert run.final_weights().name == "best.weights.h5"
+    run.write_average_score(0.61, [9, 10])
+    assert run.final_weights().name == "average.weights.h5"
+    run.average_weights.unlink()  # a score without its weights ships nothing
+    assert run.final_weights().name == "best.weights.h5"
+
+
+def test_a_run_without_validation_faces_trains_finishes_and_keeps_train_only_curves(tmp_path):
+    run_dir = tmp_path / "run"
+    only_train = load_builtin(n_per_class=10).subset("train")
+    result = train.train(only_train, quick_config(epochs=2, val_fraction=0.0), run_dir)
+
+    assert result.status == "finished", result.reason
+    history = read_history(run_dir)
+    assert [row["epoch"] for row in history] == [0, 1]
+    assert "accuracy" in history[0] and "val_accuracy" not in history[0]
+    card = read_card(run_dir / "model")
+    assert card.metrics["split"].startswith("train") and card.metrics["n"] == len(only_train)

@@ -1,0 +1,179 @@
+"""What defines a training run, without TensorFlow: settings, their choices, and the presets.
+
+The command line, the job queue and the Train page import this module to build, check and
+show configurations; only :mod:`fertools.train` (in a worker process) needs TensorFlow.
+Argparse choices and page widgets take their options from the tuples here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+
+OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
+SCHEDULES = ("constant", "cosine", "plateau")
+CLASS_WEIGHTS = ("none", "balanced", "sqrt")
+MIXED_PRECISION = ("auto", "on", "off")
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Augmentation settings; defaults follow the internship report's ImageDataGenerator.
+
+    ``rotation`` is in degrees; ``zoom``, ``width_shift`` and ``height_shift`` are
+    fractions of the image size; ``brightness`` and ``contrast`` are fractions of
+    the full range (0 turns a transform off).
+    """
+
+    rotation: float = 20.0
+    zoom: float = 0.2
+    width_shift: float = 0.2
+    height_shift: float = 0.2
+    horizontal_flip: bool = True
+    brightness: float = 0.0
+    contrast: float = 0.0
+    #: Random erasing: fraction of images that get one random grey rectangle.
+    erasing: float = 0.0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> AugmentConfig:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in known})
+
+    @property
+    def is_identity(self) -> bool:
+        return not any(
+            (
+                self.rotation,
+                self.zoom,
+                self.width_shift,
+                self.height_shift,
+                self.horizontal_flip,
+                self.brightness,
+                self.contrast,
+                self.erasing,
+            )
+        )
+
+
+#: Everything off: the network sees the images as they are.
+NO_AUGMENTATION = AugmentConfig(0.0, 0.0, 0.0, 0.0, False, 0.0, 0.0, 0.0)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that defines a training run."""
+
+    architecture: str = "default"
+    epochs: int = 30
+    batch_size: int = 64
+    learning_rate: float = 1e-3
+    optimizer: str = "adam"
+    #: SGD momentum (Nesterov); also RMSprop's momentum.
+    momentum: float = 0.9
+    #: Decoupled weight decay for adamw and sgd; 0 turns it off.
+    weight_decay: float = 0.0
+    schedule: str = "constant"
+    #: Epochs of linear warm-up for the cosine schedule (at the start of every cycle).
+    warmup_epochs: int = 0
+    #: Cosine with warm restarts (SGDR): the epochs of each cycle, summing to ``epochs``.
+    #: Empty means one cycle over all epochs.
+    cycle_epochs: tuple[int, ...] = ()
+    #: Stochastic weight averaging (Izmailov et al. 2018): average the weights of the final
+    #: ``average_epochs`` epochs, recompute the batch-norm statistics, and keep the average
+    #: when it scores better on validation than the best single epoch. 0 turns it off.
+    average_epochs: int = 0
+    label_smoothing: float = 0.0
+    #: "balanced" weighs classes by n / (k * n_c), "sqrt" by its square root (gentler).
+    class_weights: str = "none"
+    augment: AugmentConfig | None = field(default_factory=AugmentConfig)
+    #: Mixup's Beta(alpha, alpha); 0 turns mixup off.
+    mixup: float = 0.0
+    val_fraction: float = 0.1
+    seed: int = 0
+    #: Patience in epochs on validation accuracy; 0 turns early stopping off.
+    early_stopping: int = 0
+    #: "auto" uses mixed float16 on a GPU and float32 on a CPU; "on" forces mixed precision.
+    mixed_precision: str = "auto"
+    #: Extra keyword arguments for the architecture's builder.
+    model_kwargs: dict = field(default_factory=dict)
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` with one sentence for a setting that cannot work."""
+        from fertools.models import list_models  # the registry (imports Keras), only when asked
+
+        if self.architecture not in list_models():
+            raise ValueError(f"unknown architecture {self.architecture!r}; choose one of {list_models()}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, not {self.optimizer!r}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {SCHEDULES}, not {self.schedule!r}")
+        if self.mixed_precision not in MIXED_PRECISION:
+            raise ValueError(
+                f"mixed_precision must be one of {MIXED_PRECISION}, not {self.mixed_precision!r}"
+            )
+        if self.class_weights not in CLASS_WEIGHTS:
+            raise ValueError(f"class_weights must be one of {CLASS_WEIGHTS}, not {self.class_weights!r}")
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ValueError("epochs and batch size must be at least 1")
+        if not 0 < self.learning_rate < 10:
+            raise ValueError(f"learning rate {self.learning_rate} is out of range (0, 10)")
+        if not 0 <= self.val_fraction < 1:
+            raise ValueError("the validation fraction must be in [0, 1)")
+        if not 0 <= self.label_smoothing < 1:
+            raise ValueError("label smoothing must be in [0, 1)")
+        if not 0 <= self.average_epochs <= self.epochs:
+            raise ValueError(f"average_epochs must be between 0 and the {self.epochs} epochs")
+        if self.cycle_epochs and (sum(self.cycle_epochs) != self.epochs or min(self.cycle_epochs) < 1):
+            raise ValueError(
+                f"the cosine cycles {list(self.cycle_epochs)} must be positive and sum to the {self.epochs} epochs"
+            )
+
+    def to_dict(self) -> dict:
+        values = asdict(self)
+        values["augment"] = self.augment.to_dict() if self.augment else None
+        return values
+
+    @classmethod
+    def from_dict(cls, values: dict) -> TrainConfig:
+        known = {k: v for k, v in values.items() if k in cls.__dataclass_fields__}
+        if known.get("augment") is not None and not isinstance(known["augment"], AugmentConfig):
+            known["augment"] = AugmentConfig.from_dict(known["augment"])
+        if "cycle_epochs" in known:
+            known["cycle_epochs"] = tuple(int(n) for n in known["cycle_epochs"])
+        return cls(**known)
+
+
+#: Named configurations; ``default`` reproduces the shipped model.
+PRESETS: dict[str, TrainConfig] = {
+    "default": TrainConfig(
+        architecture="default",
+        epochs=245,
+        cycle_epochs=(30, 50, 45, 60, 60),
+        average_epochs=20,
+        batch_size=64,
+        learning_rate=1e-3,
+        optimizer="adamw",
+        weight_decay=0.05,
+        schedule="cosine",
+        warmup_epochs=1,
+        label_smoothing=0.1,
+        class_weights="sqrt",
+        augment=AugmentConfig(
+            rotation=10,
+            zoom=0.1,
+            width_shift=0.1,
+            height_shift=0.1,
+            horizontal_flip=True,
+            brightness=0.1,
+            contrast=0.1,
+            erasing=0.25,
+        ),
+        val_fraction=0.1,
+        seed=0,
+    ),
+    "quick": TrainConfig(architecture="default", epochs=3, batch_size=64, augment=None),
+    "internship": TrainConfig(architecture="internship_cnn", epochs=100, batch_size=64, optimizer="adam"),
+}

@@ -1,0 +1,174 @@
+"""From a run's weights to a model folder: the one writer of a trained model's card.
+
+``train()`` calls :func:`publish` when a run ends (into ``<run>/model``);
+``python -m fertools export RUN --out DIR`` calls :func:`export` for any run at any time
+(while it trains, after an interruption, or to ship it elsewhere). Both evaluate on the run's
+validation split and write the same card, so their figures cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import keras
+import tensorflow as tf
+
+from fertools import models
+from fertools.averaging import average_summary
+from fertools.config import TrainConfig
+from fertools.data import Dataset
+from fertools.evaluate import evaluate
+from fertools.modelcard import ModelCard, hardware_description, save_model_dir
+from fertools.runs import RunDir
+
+
+class ExportError(ValueError):
+    """A run that cannot be exported (no config, no finished epoch); one sentence."""
+
+
+def publish(
+    model: keras.Model,
+    run: RunDir,
+    data: Dataset,
+    config: TrainConfig,
+    target: str | os.PathLike | None = None,
+    *,
+    command: str = "",
+    notes: list[str] | None = None,
+    about: dict | None = None,
+    measure_inference: bool = False,
+) -> dict:
+    """Evaluate ``model`` on ``data``'s validation split and write it as a model folder.
+
+    ``target`` defaults to the run's own ``model/``; only then are the run's metrics.json and
+    val_predictions.npz (re)written, so exporting elsewhere leaves the run as it was.
+    ``about`` adds the data's origin and terms to the card (e.g.
+    :data:`fertools.constants.FER2013_ABOUT`); ``measure_inference`` records how the Recognizer's
+    engine runs the model (accuracy and speed on the same faces). Returns the metrics.
+    """
+    target = Path(target) if target is not None else run.model_dir
+    val_set = data.subset("val")
+    scored = val_set if len(val_set) else data.subset("train")
+    split = "val" if len(val_set) else "train (the run had no validation faces)"
+    plain = evaluate(model, scored.images, scored.labels, data.classes)
+    flipped = evaluate(model, scored.images, scored.labels, data.classes, tta=True)
+    best = run.best_score() or {}
+    average = average_summary(run)
+    epochs_run = run.epochs_done()
+    metrics = {
+        **plain.to_dict(),
+        "accuracy_flip_tta": flipped.accuracy,
+        "split": split,
+        "epochs_run": epochs_run,
+        # The best single epoch, even where the weight average is what ships (the card says which).
+        "best_epoch": best.get("epoch"),
+        "train_seconds": round(run.seconds_trained(), 1),
+    }
+    if target.resolve() == run.model_dir.resolve():
+        run.write_metrics(metrics)
+        run.write_predictions(scored.images, scored.labels, plain.probabilities, data.classes)
+
+    card = ModelCard(
+        name=target.name if target != run.model_dir else run.id,
+        architecture=config.architecture,
+        classes=list(data.classes),
+        input_shape=list(model.input_shape[1:]),
+        parameters=int(model.count_params()),
+        training={
+            "config": config.to_dict(),
+            "command": command or run.read_status().get("command", ""),
+            "epochs_run": epochs_run,
+            "best_epoch": metrics["best_epoch"],
+            "seconds": metrics["train_seconds"],
+            "hardware": hardware_description(),
+            "tensorflow": tf.__version__,
+            "keras": keras.__version__,
+        },
+        metrics={
+            k: metrics[k]
+            for k in ("accuracy", "accuracy_flip_tta", "macro_f1", "per_class", "confusion", "n", "split")
+        },
+        dataset={
+            "source": data.source,
+            "synthetic": data.synthetic,
+            "classes": list(data.classes),
+            "sizes": {name: int((data.split == name).sum()) for name in data.splits},
+            "split": "; ".join(data.notes) or "as given by the source",
+            **(about or {}),
+        },
+        notes=list(notes or []),
+    )
+    if average is not None:
+        card.training["weight_average"] = average
+        if average["shipped"]:
+            first, last = min(average["epochs"]), max(average["epochs"])
+            card.notes.append(
+                f"The weights are the average of epochs {first}-{last} (stochastic weight averaging), with "
+                f"batch-norm statistics recomputed on the training faces: {average['score']:.2%} on validation, "
+                f"against {average['best_epoch_score']:.2%} for the best single epoch ({average['best_epoch']})."
+            )
+    if measure_inference:
+        from fertools.engine import measure_engine
+
+        card.inference = measure_engine(model, scored.images, scored.labels)
+        metrics["inference"] = card.inference
+    save_model_dir(model, card, target)
+    return metrics
+
+
+def rebuild(run: RunDir, data: Dataset) -> tuple[keras.Model, TrainConfig]:
+    """The run's network with the weights it ships (its best epoch, or its weight average).
+
+    Raises:
+        ExportError: the run has no readable config or no saved epoch yet.
+    """
+    config = run.read_config()
+    if config is None:
+        raise ExportError(f"{run.path} is not a training run (no readable config.json).")
+    if not run.best_weights.exists():
+        raise ExportError(f"{run.path} has no finished epoch to export yet.")
+    model = models.create(
+        config.architecture, len(data.classes), (*data.images.shape[1:], 1), **config.model_kwargs
+    )
+    try:
+        model.load_weights(run.final_weights())
+    except (ValueError, OSError) as error:
+        raise ExportError(
+            f"{run.final_weights()} does not fit a {config.architecture} network ({error})."
+        ) from None
+    return model, config
+
+
+def export(
+    run_dir: str | os.PathLike,
+    dataset: Dataset,
+    out_dir: str | os.PathLike | None = None,
+    *,
+    note: str = "",
+    about: dict | None = None,
+) -> dict:
+    """Write a run's shipped weights as a model folder (default: the run's ``model/``), measured.
+
+    ``dataset`` is the data the run trained on: its validation split is rebuilt with the run's
+    seed and fraction, so the figures are those of training. Returns the metrics.
+
+    Raises:
+        ExportError: the run cannot be exported.
+    """
+    run = RunDir(run_dir)
+    config = run.read_config()
+    if config is None:
+        raise ExportError(f"{run_dir} is not a training run (no readable config.json).")
+    data = dataset.with_validation(config.val_fraction, config.seed)
+    model, config = rebuild(run, data)
+    return publish(
+        model,
+        run,
+        data,
+        config,
+        out_dir,
+        notes=[note] if note else [],
+        about=about,
+        measure_inference=True,
+    )

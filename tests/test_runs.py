@@ -1,0 +1,132 @@
+"""The run folder: atomic writes, and readers that survive damaged files."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from fertools import jobs
+from fertools.config import TrainConfig
+from fertools.modelcard import ModelCard, card_markdown
+from fertools.runs import RunDir, write_json
+
+
+def make_run(tmp_path, name="r1", state="finished") -> RunDir:
+    run = RunDir(tmp_path / name).create()
+    run.write_job({"id": name, "name": name, "created": 1.0, "config": TrainConfig().to_dict(), "dataset": {}})
+    run.write_config(TrainConfig())
+    run.update_status(state, started=1.0, finished=2.0, reason="")
+    return run
+
+
+def test_history_leaves_out_keras_na_values_of_a_run_without_validation(tmp_path):
+    run = RunDir(tmp_path)
+    (tmp_path / "history.csv").write_text(
+        "epoch,accuracy,loss,val_accuracy,val_loss\n0,0.5,1.2,NA,NA\n1,0.6,1.0,NA,NA\n"
+    )
+    assert run.read_history() == [
+        {"epoch": 0.0, "accuracy": 0.5, "loss": 1.2},
+        {"epoch": 1.0, "accuracy": 0.6, "loss": 1.0},
+    ]
+    assert run.damage == []
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "epoch,accuracy\n0,0.5\ngarbage-row-without-commas\n",
+        "epoch,accuracy\n0,0.5\n1,0.6,extra,fields\n",
+        "epoch,accuracy\n0,0.5\nxyz,0.7\n",
+        "\x00\x01\x02 not a csv at all",
+    ],
+)
+def test_a_garbled_history_keeps_its_good_rows_and_says_what_is_damaged(tmp_path, text):
+    run = RunDir(tmp_path)
+    (tmp_path / "history.csv").write_text(text)
+    rows = run.read_history()
+    assert all("epoch" in row for row in rows)
+    assert run.damage and "history.csv" in run.damage[0]
+
+
+def test_an_oversized_history_is_not_read(tmp_path):
+    run = RunDir(tmp_path)
+    with open(tmp_path / "history.csv", "wb") as handle:
+        handle.truncate(9 << 20)
+    assert run.read_history() == [] and "larger" in run.damage[0]
+
+
+@pytest.mark.parametrize("text", ['{"state": "runn', "[1, 2]", "", "\xff\xfe"])
+def test_a_damaged_status_reads_as_empty(tmp_path, text):
+    run = RunDir(tmp_path)
+    (tmp_path / "status.json").write_text(text, errors="surrogateescape")
+    assert run.read_status() == {}
+    assert run.damage
+
+
+def test_damaged_or_inconsistent_predictions_read_as_none(tmp_path):
+    run = RunDir(tmp_path)
+    (tmp_path / "val_predictions.npz").write_bytes(b"PK\x03\x04 truncated")
+    assert run.read_predictions() is None and run.damage
+    run = RunDir(tmp_path)
+    images = np.zeros((3, 48, 48), np.uint8)
+    # A label outside the class list would index past the confusion matrix.
+    run.write_predictions(images, np.array([0, 1, 9]), np.full((3, 2), 0.5, np.float32), ("a", "b"))
+    assert run.read_predictions() is None and "do not fit" in run.damage[0]
+    run = RunDir(tmp_path)
+    run.write_predictions(images, np.array([0, 1, 1]), np.full((3, 2), 0.5, np.float32), ("a", "b"))
+    good = run.read_predictions()
+    assert good["classes"] == ("a", "b") and good["images"].shape == (3, 48, 48)
+
+
+def test_atomic_writes_leave_no_partial_file(tmp_path):
+    tmp_path = tmp_path / "fresh"
+    tmp_path.mkdir()
+    write_json(tmp_path / "x.json", {"a": np.float32(1.5), "b": np.arange(2), "c": tmp_path})
+    assert json.loads((tmp_path / "x.json").read_text()) == {"a": 1.5, "b": [0, 1], "c": str(tmp_path)}
+    assert os.listdir(tmp_path) == ["x.json"]
+    with pytest.raises(TypeError):
+        write_json(tmp_path / "y.json", {"a": object()})
+    assert sorted(os.listdir(tmp_path)) == ["x.json"]
+
+
+@pytest.mark.parametrize(
+    ("file", "text"),
+    [
+        ("status.json", '{"state": "running", "pid": "not a pid", "started": "yesterday"'),
+        ("status.json", '{"state": {"nested": true}, "started": [1]}'),
+        ("job.json", '{"name": ["x"], "created": "soon", "config": 7, "dataset": "here", "sweep": 3}'),
+        ("metrics.json", '{"accuracy": "high"}'),
+        ("progress.json", "null"),
+        ("history.csv", "epoch,loss\n0,NA\nboom"),
+    ],
+)
+def test_one_damaged_run_never_breaks_the_list_of_runs(tmp_path, file, text):
+    make_run(tmp_path, "good")
+    bad = make_run(tmp_path, "bad")
+    (bad.path / file).write_text(text)
+
+    runs = {run.id: run for run in jobs.list_runs(tmp_path)}
+
+    assert set(runs) == {"good", "bad"}
+    assert runs["good"].damage == "" and runs["good"].state == "finished"
+    assert runs["bad"].state in ("finished", "failed", "queued", "running")
+    jobs.get_run("bad", tmp_path)  # never raises either
+    jobs.history("bad", tmp_path)
+
+
+def test_a_status_with_an_unknown_state_shows_as_a_damaged_failed_run(tmp_path):
+    run = make_run(tmp_path, "odd")
+    write_json(run.path / "status.json", {"state": "exploded"})
+    (info,) = jobs.list_runs(tmp_path)
+    assert info.state == "failed" and "no known state" in info.damage
+
+
+def test_the_card_says_epochs_run_and_the_best_epoch_apart():
+    # The bug: a 4-epoch run whose best epoch was 3 read "4 epochs (best epoch 4)".
+    card = ModelCard("m", "default", ["a"], [48, 48, 1], training={"epochs_run": 4, "best_epoch": 3})
+    assert "Training: 4 epochs (best epoch 3)" in card_markdown(card)
+    card.training = {"epochs_run": 1, "best_epoch": 1}
+    assert "Training: 1 epoch (best epoch 1)" in card_markdown(card)
