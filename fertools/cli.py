@@ -256,8 +256,8 @@ def _map_labels(dataset, model_classes: list[str]):
 def cmd_predict(args) -> int:
     import cv2
 
+    from fertools.images import ImageError, read_image_file
     from fertools.modelcard import ModelLoadError, read_card
-    from fertools.preprocess import decode_image
 
     # Check the model folder and read every image before TensorFlow is imported (slow, and noisy on stderr).
     try:
@@ -267,11 +267,11 @@ def cmd_predict(args) -> int:
     images = []
     for path in args.images:
         try:
-            image = decode_image(Path(path).read_bytes())
+            image = read_image_file(path)
         except OSError as error:
             raise UserError(f"predict: cannot read {path} ({error.strerror or error})") from None
-        if image is None:
-            raise UserError(f"predict: {path} is not an image OpenCV can read")
+        except ImageError as error:
+            raise UserError(f"predict: {error}") from None
         images.append(image)
     if args.annotate:
         annotate = Path(args.annotate)

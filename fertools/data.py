@@ -16,18 +16,30 @@ pixel fields are parsed by a vectorised numpy kernel (:func:`_parse_block`)
 over chunks of rows, in threads while the rows are still being scanned, and
 the result is cached on disk keyed by the file's path, size and modification
 time.
+
+Sources are untrusted (a hosted FER Lab takes uploads from a whole class), so
+every loader checks what a file declares against :mod:`fertools.limits`
+before it allocates: a zip's member count, directory and member sizes and
+compression ratios, an ``.npz`` array's shape and dtype, a CSV's line lengths
+and row count, an image's dimensions. Zip members are read with a bounded
+read, so a lying header gets no further than its limit. A refusal is a
+:class:`DatasetError` whose one sentence names the limit and its value.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import functools
 import hashlib
 import io
 import json
+import math
 import mmap
 import os
+import struct
 import zipfile
+import zlib
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -36,8 +48,12 @@ from pathlib import Path
 
 import numpy as np
 
-from fertools.constants import FER2013_CLASSES, IMAGE_SIZE, NUM_PIXELS, cache_dir
-from fertools.preprocess import decode_image, to_face
+from fertools import limits
+from fertools.constants import FER2013_CLASSES, IMAGE_SIZE, NUM_PIXELS, SPLITS, cache_dir
+from fertools.images import ImageError, ImageTooLarge
+from fertools.images import decode as decode_image
+from fertools.limits import describe_bytes
+from fertools.preprocess import to_face
 
 #: Bumped whenever parsing changes, so stale cache entries are ignored.
 _CACHE_VERSION = "2"
@@ -167,10 +183,16 @@ def load(
     """Load a dataset from a path, ``"builtin"``, or the bytes of an uploaded file.
 
     ``name`` is the upload's file name (its suffix tells CSV from zip). Raises
-    :class:`DatasetError` with a one-sentence message if the source is missing or
-    is no dataset.
+    :class:`DatasetError` with a one-sentence message if the source is missing, is
+    no dataset, or exceeds one of the limits of :mod:`fertools.limits` (an upload
+    over ``limits.MAX_UPLOAD_BYTES`` is refused before anything else).
     """
     if isinstance(source, bytes):
+        if len(source) > limits.MAX_UPLOAD_BYTES:
+            raise DatasetError(
+                f"{name or 'The upload'} is {describe_bytes(len(source))}, above FER Lab's limit of "
+                f"{describe_bytes(limits.MAX_UPLOAD_BYTES)} for an upload."
+            )
         return _load_bytes(source, name or "upload", progress)
     if str(source) == "builtin":
         return load_builtin()
@@ -182,10 +204,10 @@ def load(
     suffix = path.suffix.lower()
     if suffix == ".zip":
         try:
-            archive = zipfile.ZipFile(path)
-        except zipfile.BadZipFile:
-            raise DatasetError(f"{path} is not a readable zip file; expected {FORMATS_HELP}.") from None
-        with archive:
+            file = open(path, "rb")
+        except OSError as error:
+            raise DatasetError(f"{path} cannot be read ({error.strerror or error}).") from None
+        with file, _open_zip(file, str(path)) as archive:
             return load_zip(archive, str(path), progress)
     if suffix == ".npz":
         return load_npz(path)
@@ -210,11 +232,7 @@ def _load_bytes(data: bytes, name: str, progress: ProgressFn | None) -> Dataset:
     if suffix == ".npz":  # an .npz is a zip too, so this comes first
         return load_npz(io.BytesIO(data), name)
     if suffix == ".zip" or data[:4] == b"PK\x03\x04":
-        try:
-            archive = zipfile.ZipFile(io.BytesIO(data))
-        except zipfile.BadZipFile:
-            raise DatasetError(f"{name} is not a readable zip file.") from None
-        with archive:
+        with _open_zip(io.BytesIO(data), name) as archive:
             return load_zip(archive, name, progress)
     return load_csv_bytes(data, name, progress)
 
@@ -247,8 +265,12 @@ def load_builtin(n_per_class: int = 600, seed: int = 0) -> Dataset:
 
 
 def load_csv_bytes(data: bytes | mmap.mmap, name: str, progress: ProgressFn | None = None) -> Dataset:
-    """Parse a FER2013-style or wide CSV held in memory (bytes or a memory-mapped file)."""
-    lines = _line_spans(data)
+    """Parse a FER2013-style or wide CSV held in memory (bytes or a memory-mapped file).
+
+    Raises :class:`DatasetError` for a file that is no FER dataset, or one with a line longer
+    than ``limits.MAX_CSV_LINE_BYTES`` or more than ``limits.MAX_CSV_ROWS`` rows.
+    """
+    lines = _line_spans(data, name)
     if not lines:
         raise DatasetError(f"{name} is empty; expected {FORMATS_HELP}.")
     first = data[lines[0][0] : lines[0][1]]
@@ -262,15 +284,32 @@ def load_csv_bytes(data: bytes | mmap.mmap, name: str, progress: ProgressFn | No
     return _load_wide(data, lines, name, header is not None, progress)
 
 
-def _line_spans(data: bytes) -> list[tuple[int, int]]:
-    """(start, end) of each non-empty line, without the line break."""
+def _line_spans(data: bytes, name: str) -> list[tuple[int, int]]:
+    """(start, end) of each non-empty line, without the line break; the CSV limits checked on the way.
+
+    Lines are counted blank ones included, so a file of line breaks costs no more than the
+    limit's worth of scanning; the search for a line's end stops one byte past the longest
+    line allowed, so one huge line is refused without being scanned.
+    """
+    max_line, max_lines = limits.MAX_CSV_LINE_BYTES, limits.MAX_CSV_ROWS + 1  # + the header
     spans = []
-    start, size = 0, len(data)
+    start, size, count = 0, len(data), 0
     while start < size:
-        end = data.find(b"\n", start)
+        count += 1
+        if count > max_lines:
+            raise DatasetError(
+                f"{name} has more than {limits.MAX_CSV_ROWS:,} rows, FER Lab's limit for a CSV "
+                f"(fer2013.csv has 35,887)."
+            )
+        end = data.find(b"\n", start, start + max_line + 2)  # room for the line, a \r and the \n
         if end < 0:
             end = size
         stop = end - 1 if end > start and data[end - 1] == 13 else end  # strip \r
+        if stop - start > max_line:
+            raise DatasetError(
+                f"{name} has a line longer than {describe_bytes(max_line)} (line {count}), FER Lab's limit "
+                f"for a CSV line; a FER2013 row is under 10 KiB."
+            )
         if stop > start:
             spans.append((start, stop))
         start = end + 1
@@ -610,6 +649,14 @@ def _class_order(names: Iterable[str]) -> tuple[str, ...]:
     return tuple(known + sorted(present - set(known)))
 
 
+def _check_image_count(count: int, source: str) -> None:
+    if count > limits.MAX_FACES:
+        raise DatasetError(
+            f"{source} holds {count:,} images, above FER Lab's limit of {limits.MAX_FACES:,} faces "
+            "for a dataset."
+        )
+
+
 def _decode_all(
     entries: list[tuple[str, str, object]],
     read: Callable[[object], bytes],
@@ -617,32 +664,62 @@ def _decode_all(
     source: str,
     progress: ProgressFn | None,
     rejected: list[Rejection],
+    name_of: Callable[[object], str] | None = None,
 ) -> Dataset:
+    """Decode every entry's image to a face, in two threads.
+
+    Unreadable, truncated and damaged images are skipped with their reason;
+    one above the image limits refuses the whole source (:class:`DatasetError`):
+    a FER dataset holds no 30000x30000 picture, so it is a hostile file, not a
+    bad row. ``name_of`` names an entry in that message (default ``describe``).
+    """
+    name_of = name_of or describe
     classes = _class_order(cls for _, cls, _ in entries)
+    if len(classes) > limits.MAX_CLASSES:
+        raise DatasetError(
+            f"{source} has {len(classes):,} class folders, above FER Lab's limit of "
+            f"{limits.MAX_CLASSES:,} classes."
+        )
     index = {cls: i for i, cls in enumerate(classes)}
     images = np.zeros((len(entries), IMAGE_SIZE, IMAGE_SIZE), dtype=np.uint8)
     ok = np.zeros(len(entries), dtype=bool)
+    reasons: dict[int, str] = {}
+    refusals: list[DatasetError] = []
 
     def decode(lo: int) -> None:
         # One task per chunk of files: a task per file costs more in thread hand-offs
         # (and GIL convoys around each small read) than the decoding itself.
         for i in range(lo, min(lo + _FILES_PER_TASK, len(entries))):
+            if refusals:  # the source is refused: the other thread stops too
+                return
+            handle = entries[i][2]
             try:
-                image = decode_image(read(entries[i][2]))
+                image = decode_image(read(handle), gray=True, name=name_of(handle))
+            except ImageTooLarge as error:
+                refusals.append(DatasetError(str(error)))
+                return
+            except ImageError as error:
+                reasons[i] = error.reason
+                continue
             except OSError:
-                image = None
-            if image is not None and image.size:
-                images[i] = to_face(image)
-                ok[i] = True
+                reasons[i] = "unreadable image"
+                continue
+            except DatasetError as error:  # a damaged zip member
+                refusals.append(error)
+                return
+            images[i] = to_face(image)
+            ok[i] = True
 
     starts = range(0, len(entries), _FILES_PER_TASK)
     with ThreadPoolExecutor(max_workers=min(2, os.cpu_count() or 1)) as pool:
         for done, _ in enumerate(pool.map(decode, starts), start=1):
-            if progress is not None:
+            if progress is not None and not refusals:
                 count = min(done * _FILES_PER_TASK, len(entries))
                 progress(count / len(entries), f"decoded {count} of {len(entries)} images")
+    if refusals:
+        raise refusals[0]
     for i in np.flatnonzero(~ok):
-        rejected.append(Rejection(describe(entries[i][2]), "unreadable image"))
+        rejected.append(Rejection(describe(entries[i][2]), reasons.get(int(i), "unreadable image")))
     labels = np.array([index[cls] for _, cls, _ in entries], dtype=np.int64)
     split = np.array([s for s, _, _ in entries], dtype="<U5")
     return Dataset(
@@ -665,6 +742,7 @@ def load_folder(root: Path, progress: ProgressFn | None = None) -> Dataset:
         csvs = [path for parts, path in files if parts[-1].lower().endswith(".csv")]
         if len(csvs) == 1:
             return load(csvs[0], progress=progress)
+    _check_image_count(len(images), str(root))
     entries, rejected = _layout_entries(images, str(root))
     return _decode_all(entries, _read_file, str, str(root), progress, rejected)
 
@@ -683,12 +761,18 @@ def _list_files(root: Path) -> list[tuple[tuple[str, ...], str]]:
 
 
 def _read_file(path: str) -> bytes:
-    with open(path, "rb") as file:
-        return file.read()
+    """The file's bytes, one past the image file limit at most (the decoder refuses those)."""
+    return limits.read_file(path, limits.MAX_IMAGE_FILE_BYTES)
 
 
 def load_zip(archive: zipfile.ZipFile, source: str, progress: ProgressFn | None = None) -> Dataset:
-    """A zip of image folders (what a browser upload sends), or of one CSV."""
+    """A zip of image folders (what a browser upload sends), or of one CSV.
+
+    Its members are checked against the zip limits (:func:`_check_members`) and
+    each image member's declared size against ``limits.MAX_IMAGE_FILE_BYTES``
+    before any is read. Raises :class:`DatasetError`.
+    """
+    _check_members(archive, source)
     members = [
         info
         for info in archive.infolist()
@@ -698,10 +782,179 @@ def load_zip(archive: zipfile.ZipFile, source: str, progress: ProgressFn | None 
     if not images:
         csvs = [m for m in members if m.filename.lower().endswith(".csv")]
         if len(csvs) == 1:
-            return load_csv_bytes(archive.read(csvs[0]), f"{source}:{csvs[0].filename}", progress)
+            name = f"{source}:{csvs[0].filename}"
+            content = _read_member(archive, csvs[0], limits.MAX_UPLOAD_BYTES, name, "a CSV")
+            return load_csv_bytes(content, name, progress)
         raise DatasetError(f"{source} holds no images or CSV; expected {FORMATS_HELP}.")
+    _check_image_count(len(images), source)
+    for info in images:
+        _check_declared_size(info, limits.MAX_IMAGE_FILE_BYTES, f"{source}:{info.filename}", "one image file")
     entries, rejected = _layout_entries(((m.filename.split("/"), m) for m in images), source)
-    return _decode_all(entries, archive.read, lambda m: m.filename, source, progress, rejected)
+    return _decode_all(
+        entries,
+        lambda info: _read_member(
+            archive, info, limits.MAX_IMAGE_FILE_BYTES, f"{source}:{info.filename}", "one image file"
+        ),
+        lambda info: info.filename,
+        source,
+        progress,
+        rejected,
+        name_of=lambda info: f"{source}:{info.filename}",
+    )
+
+
+# --- zips: bounded before they are opened and read ------------------------------------------
+
+#: The zip end records (APPNOTE 4.3.16, 4.3.14, 4.3.15): the member count and directory size
+#: are fields 4 and 5 of the first, 7 and 8 of the zip64 one, found by the locator before it.
+_END_RECORD = struct.Struct("<4s4H2LH")
+_ZIP64_END_RECORD = struct.Struct("<4sQ2H2L4Q")
+_ZIP64_LOCATOR = struct.Struct("<4sLQL")
+#: What zipfile, zlib and the file raise on a damaged archive (ValueError: a negative seek).
+_ZIP_ERRORS = (
+    zipfile.BadZipFile,
+    zipfile.LargeZipFile,
+    zlib.error,
+    EOFError,
+    OSError,
+    NotImplementedError,
+    RuntimeError,
+    ValueError,
+    struct.error,
+)
+
+
+def _zip_directory_extent(file) -> tuple[int, int]:
+    """(members, central directory bytes) that a zip's end record declares; (0, 0) if it has none.
+
+    ``zipfile.ZipFile`` parses the whole central directory when it opens a zip,
+    ~0.5 KB of objects per member, so this is read first. Both the count and the
+    directory size are checked: zipfile parses as many entries as the declared
+    directory size holds, whatever the count says.
+    """
+    file.seek(0, os.SEEK_END)
+    size = file.tell()
+    tail_start = max(0, size - _END_RECORD.size - 0xFFFF)  # the record, then a comment of up to 64 KiB
+    file.seek(tail_start)
+    tail = file.read()
+    at = len(tail) - _END_RECORD.size
+    if at < 0 or tail[at : at + 4] != b"PK\x05\x06":  # a zip with a comment: search as zipfile does
+        at = tail.rfind(b"PK\x05\x06")
+        if at < 0 or len(tail) - at < _END_RECORD.size:
+            file.seek(0)
+            return 0, 0
+    record = _END_RECORD.unpack_from(tail, at)
+    members, directory = record[4], record[5]
+    zip64_at = tail_start + at - _ZIP64_LOCATOR.size - _ZIP64_END_RECORD.size
+    if zip64_at >= 0:
+        file.seek(zip64_at)
+        head = file.read(_ZIP64_END_RECORD.size + _ZIP64_LOCATOR.size)
+        if head[:4] == b"PK\x06\x06" and head[_ZIP64_END_RECORD.size :][:4] == b"PK\x06\x07":
+            zip64 = _ZIP64_END_RECORD.unpack_from(head)
+            members, directory = max(members, zip64[7]), max(directory, zip64[8])
+    file.seek(0)
+    return members, directory
+
+
+def _open_zip(file, name: str, what: str = "") -> zipfile.ZipFile:
+    """A ``ZipFile`` over an open binary file, once its end record is within the zip limits.
+
+    ``what`` completes "{name} is not ..." when the bytes are no readable zip.
+    Raises :class:`DatasetError`; the caller closes the archive (a context manager).
+    """
+    what = what or f"a readable zip file; expected {FORMATS_HELP}"
+    try:
+        members, directory = _zip_directory_extent(file)
+    except OSError as error:
+        raise DatasetError(f"{name} cannot be read ({error.strerror or error}).") from None
+    if members > limits.MAX_ZIP_MEMBERS:
+        raise DatasetError(
+            f"{name} declares {members:,} members, above FER Lab's limit of {limits.MAX_ZIP_MEMBERS:,} "
+            "for a zip."
+        )
+    if directory > limits.MAX_ZIP_DIRECTORY_BYTES:
+        raise DatasetError(
+            f"{name} declares a directory of {describe_bytes(directory)}, above FER Lab's limit of "
+            f"{describe_bytes(limits.MAX_ZIP_DIRECTORY_BYTES)} for a zip."
+        )
+    try:
+        return zipfile.ZipFile(file)
+    except _ZIP_ERRORS:
+        raise DatasetError(f"{name} is not {what}.") from None
+
+
+def _check_members(archive: zipfile.ZipFile, source: str) -> None:
+    """Refuse a zip whose members exceed the zip limits, are encrypted or use another compression.
+
+    Only stored and deflated members are read: zipfile inflates bzip2 and LZMA
+    one whole read at a time, without the output bound its deflate reader has,
+    so a few KB of them could inflate to gigabytes before any check. Every
+    member counts, read or not: a FER zip has nothing to hide in the others.
+    """
+    infos = archive.infolist()
+    if len(infos) > limits.MAX_ZIP_MEMBERS:  # the end record undercounted
+        raise DatasetError(
+            f"{source} holds {len(infos):,} members, above FER Lab's limit of {limits.MAX_ZIP_MEMBERS:,} "
+            "for a zip."
+        )
+    total = 0
+    for info in infos:
+        if info.is_dir():
+            continue
+        where = f"{source}:{info.filename}"
+        if info.flag_bits & 0x1:
+            raise DatasetError(f"{where} is encrypted; FER Lab reads zips made without a password.")
+        if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+            raise DatasetError(
+                f"{where} uses zip compression method {info.compress_type}, which FER Lab does not read; "
+                "make the zip again with the usual deflate compression."
+            )
+        _check_declared_size(info, limits.MAX_ZIP_TOTAL_BYTES, where, "a zip")
+        ratio = info.file_size / max(info.compress_size, 1)
+        if info.file_size > limits.COMPRESSION_RATIO_MIN_BYTES and ratio > limits.MAX_COMPRESSION_RATIO:
+            raise DatasetError(
+                f"{where} inflates {ratio:,.0f} times ({describe_bytes(info.compress_size)} to "
+                f"{describe_bytes(info.file_size)}), above FER Lab's limit of "
+                f"{limits.MAX_COMPRESSION_RATIO}x for a zip member."
+            )
+        total += info.file_size
+    if total > limits.MAX_ZIP_TOTAL_BYTES:
+        raise DatasetError(
+            f"{source} declares {describe_bytes(total)} uncompressed in all, above FER Lab's limit of "
+            f"{describe_bytes(limits.MAX_ZIP_TOTAL_BYTES)} for a zip."
+        )
+
+
+def _check_declared_size(info: zipfile.ZipInfo, limit: int, where: str, what: str) -> None:
+    if info.file_size > limit:
+        raise DatasetError(
+            f"{where} declares {describe_bytes(info.file_size)} uncompressed, above FER Lab's limit of "
+            f"{describe_bytes(limit)} for {what}."
+        )
+
+
+def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int, where: str, what: str) -> bytes:
+    """A member's bytes, reading at most ``limit`` + 1 of them: a lying header gets no further.
+
+    Raises :class:`DatasetError` for a member above ``limit`` or a damaged one
+    (bad CRC, truncated or corrupt compressed data).
+    """
+    _check_declared_size(info, limit, where, what)
+    try:
+        with archive.open(info) as member:
+            content = member.read(limit + 1)
+    except _ZIP_ERRORS as error:
+        raise DatasetError(f"{where} is damaged and cannot be read ({_why(error)}).") from None
+    if len(content) > limit:
+        raise DatasetError(
+            f"{where} holds more than its header declares and than FER Lab's limit of "
+            f"{describe_bytes(limit)} for {what}."
+        )
+    return content
+
+
+def _why(error: BaseException) -> str:
+    return str(error) or {EOFError: "its data ends early"}.get(type(error), type(error).__name__)
 
 
 # --- npz, export and the cache ---------------------------------------------------------------
@@ -728,29 +981,142 @@ def save_npz(dataset: Dataset, path: str | os.PathLike | io.BytesIO) -> None:
     )
 
 
+#: The arrays of a FER Lab ``.npz``: the dtype kinds and number of dimensions each may have.
+_NPZ_ARRAYS = {
+    "images": ("u", 3),
+    "labels": ("iu", 1),
+    "split": ("U", 1),
+    "classes": ("U", 1),
+    "meta": ("U", 0),
+}
+
+
 def load_npz(path: str | os.PathLike | io.BytesIO, name: str | None = None) -> Dataset:
-    """Read an ``.npz`` written by :func:`save_npz` (or with at least images and labels)."""
+    """Read an ``.npz`` written by :func:`save_npz` (or with at least images and labels).
+
+    Nothing is loaded before its header is checked: the zip limits, then each
+    array's shape and dtype (``allow_pickle=False``; no object arrays; at most
+    ``limits.MAX_NPZ_ARRAY_BYTES``, ``meta`` at most ``limits.MAX_NPZ_META_BYTES``;
+    images ``uint8`` (N, 48, 48); labels and split of length N; classes at most
+    ``limits.MAX_CLASSES``). Then labels must index the classes and split names
+    be train, val or test. Raises :class:`DatasetError`.
+    """
+    label = str(name or path)
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            images = npz["images"]
-            labels = npz["labels"].astype(np.int64)
-            split = npz["split"].astype("<U5") if "split" in npz else np.full(len(labels), "train", "<U5")
-            classes = tuple(npz["classes"].tolist()) if "classes" in npz else FER2013_CLASSES
-            meta = json.loads(str(npz["meta"])) if "meta" in npz else {}
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as error:
-        raise DatasetError(f"{name or path} is not a FER Lab .npz ({error}).") from None
-    if images.ndim != 3 or images.shape[1:] != (IMAGE_SIZE, IMAGE_SIZE) or images.dtype != np.uint8:
-        raise DatasetError(f"{name or path} does not hold uint8 48x48 images.")
+        file = path if isinstance(path, io.IOBase) else open(path, "rb")
+    except OSError as error:
+        raise DatasetError(f"{label} cannot be read ({error.strerror or error}).") from None
+    with contextlib.ExitStack() as stack:
+        if file is not path:
+            stack.enter_context(file)
+        archive = stack.enter_context(_open_zip(file, label, "a FER Lab .npz (it is no readable zip file)"))
+        _check_members(archive, label)
+        members = {info.filename: info for info in archive.infolist()}
+        arrays = {
+            key: _read_npy(archive, members[f"{key}.npy"], key, label)
+            for key in _NPZ_ARRAYS
+            if f"{key}.npy" in members
+        }
+    if "images" not in arrays or "labels" not in arrays:
+        raise DatasetError(f"{label} is not a FER Lab .npz (it has no images and labels arrays).")
+    images, labels = arrays["images"], arrays["labels"]
+    count = len(images)
+    classes = tuple(arrays["classes"].tolist()) if "classes" in arrays else FER2013_CLASSES
+    if not classes or len(set(classes)) != len(classes):
+        raise DatasetError(f"{label} has no class names, or the same name twice.")
+    if len(labels) != count:
+        raise DatasetError(f"{label} has {len(labels):,} labels for {count:,} images.")
+    if count and (int(labels.min()) < 0 or int(labels.max()) >= len(classes)):
+        raise DatasetError(
+            f"{label} has labels outside 0..{len(classes) - 1}, the indices of its {len(classes)} classes."
+        )
+    if "split" in arrays:
+        split = arrays["split"]
+        if len(split) != count:
+            raise DatasetError(f"{label} has {len(split):,} split names for {count:,} images.")
+        if not set(np.unique(split).tolist()) <= set(SPLITS):
+            raise DatasetError(f"{label} has split names other than {', '.join(SPLITS)}.")
+        split = split.astype("<U5")
+    else:
+        split = np.full(count, "train", "<U5")
+    meta = _npz_meta(str(arrays["meta"]), label) if "meta" in arrays else {}
     return Dataset(
         images=images,
-        labels=labels,
+        labels=labels.astype(np.int64),
         split=split,
         classes=classes,
-        rejected=tuple(Rejection(w, r) for w, r in meta.get("rejected", [])),
+        rejected=meta.get("rejected", ()),
         source=meta.get("source", str(name or path)),
-        synthetic=bool(meta.get("synthetic", False)),
-        notes=tuple(meta.get("notes", [])),
+        synthetic=meta.get("synthetic", False),
+        notes=meta.get("notes", ()),
     )
+
+
+def _read_npy(archive: zipfile.ZipFile, info: zipfile.ZipInfo, key: str, label: str) -> np.ndarray:
+    """One array of an ``.npz``, loaded only once its header passes :func:`_npy_header_problem`."""
+    where = f"{label}:{info.filename}"
+    try:
+        with archive.open(info) as member:
+            version = np.lib.format.read_magic(member)
+            if version == (1, 0):
+                shape, _, dtype = np.lib.format.read_array_header_1_0(member)
+            elif version == (2, 0):
+                shape, _, dtype = np.lib.format.read_array_header_2_0(member)
+            else:
+                raise DatasetError(
+                    f"{where} is in .npy format {version[0]}.{version[1]}; FER Lab reads formats 1.0 and 2.0."
+                )
+    except DatasetError:
+        raise
+    except _ZIP_ERRORS as error:
+        raise DatasetError(f"{label} is not a FER Lab .npz ({info.filename}: {_why(error)}).") from None
+    problem = _npy_header_problem(key, shape, dtype)
+    if problem:
+        raise DatasetError(f"{where} {problem}.")
+    try:
+        with archive.open(info) as member:
+            return np.lib.format.read_array(member, allow_pickle=False)
+    except _ZIP_ERRORS as error:
+        raise DatasetError(f"{where} is damaged and cannot be read ({_why(error)}).") from None
+
+
+def _npy_header_problem(key: str, shape: tuple[int, ...], dtype: np.dtype) -> str:
+    """What is wrong with an array header for the ``.npz`` member ``key``, as a clause; '' if nothing."""
+    if dtype.hasobject:
+        return "holds Python objects, which FER Lab never loads from a file"
+    kinds, ndim = _NPZ_ARRAYS[key]
+    if dtype.kind not in kinds or len(shape) != ndim or any(dim < 0 for dim in shape):
+        return f"is a {dtype} array of shape {shape}, not what FER Lab writes there"
+    size = math.prod(shape) * dtype.itemsize
+    limit = limits.MAX_NPZ_META_BYTES if key == "meta" else limits.MAX_NPZ_ARRAY_BYTES
+    if size > limit:
+        return (
+            f"declares a {dtype} array of shape {shape}, {describe_bytes(size)}, above FER Lab's "
+            f"limit of {describe_bytes(limit)} for one array"
+        )
+    if key == "images" and (shape[1:] != (IMAGE_SIZE, IMAGE_SIZE) or dtype != np.uint8):
+        return "does not hold uint8 48x48 images"
+    if key == "classes" and shape[0] > limits.MAX_CLASSES:
+        return f"declares {shape[0]:,} classes, above FER Lab's limit of {limits.MAX_CLASSES:,}"
+    return ""
+
+
+def _npz_meta(text: str, label: str) -> dict:
+    """The ``meta`` record of :func:`save_npz`, as :class:`Dataset` fields."""
+    try:
+        meta = json.loads(text)
+        return {
+            "rejected": tuple(
+                Rejection(str(where), str(reason)) for where, reason in meta.get("rejected", [])
+            ),
+            "source": str(meta.get("source", label)),
+            "synthetic": bool(meta.get("synthetic", False)),
+            "notes": tuple(str(note) for note in meta.get("notes", [])),
+        }
+    except (ValueError, TypeError, AttributeError, RecursionError):
+        raise DatasetError(
+            f"{label} has a damaged meta record (it is not the JSON FER Lab writes)."
+        ) from None
 
 
 def to_fer2013_csv(dataset: Dataset) -> bytes:

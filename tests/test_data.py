@@ -426,7 +426,7 @@ def test_images_of_any_size_and_colour_become_48x48_gray(tmp_path):
     colour = np.zeros((80, 100, 3), np.uint8)
     colour[:] = (10, 200, 50)  # BGR
     rgba = np.zeros((60, 60, 4), np.uint8)
-    rgba[:] = (10, 200, 50, 7)  # alpha must not matter
+    rgba[:] = (10, 200, 50, 0)  # transparent: composited onto white, as the Photo page shows it
     deep = np.full((30, 40), 40000, np.uint16)  # 16-bit gray
     gray_jpg = np.full((120, 90), 77, np.uint8)
     write_png(root / "happy" / "colour.png", colour)
@@ -441,7 +441,7 @@ def test_images_of_any_size_and_colour_become_48x48_gray(tmp_path):
     assert dataset.images.shape == (5, 48, 48) and dataset.images.dtype == np.uint8
     expected_gray = round(0.299 * 50 + 0.587 * 200 + 0.114 * 10)  # 133
     means = sorted(round(float(image.mean())) for image in dataset.images)
-    assert means == sorted([expected_gray, expected_gray, 40000 >> 8, 77, 9])
+    assert means == sorted([expected_gray, 255, 40000 >> 8, 77, 9])
     # Uniform pictures stay uniform (JPEG may wobble by a level or two).
     assert all(int(image.max()) - int(image.min()) <= 2 for image in dataset.images)
 

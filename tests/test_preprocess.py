@@ -84,6 +84,7 @@ def test_decode_image():
     image = np.random.default_rng(1).integers(0, 256, size=(30, 20, 3), dtype=np.uint8)
     np.testing.assert_array_equal(decode_image(cv2.imencode(".png", image)[1].tobytes()), image)
     deep = np.full((5, 5), 1000, np.uint16)
-    assert decode_image(cv2.imencode(".png", deep)[1].tobytes()).dtype == np.uint16  # kept for to_gray
+    frame = decode_image(cv2.imencode(".png", deep)[1].tobytes())  # 16-bit: scaled to 8, a BGR frame
+    assert frame.dtype == np.uint8 and frame.shape == (5, 5, 3) and (frame == 1000 >> 8).all()
     assert decode_image(b"") is None
     assert decode_image(b"definitely not an image") is None
