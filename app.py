@@ -1,116 +1,23 @@
-"""FER Lab home: what the app is, what is in use right now, and where to get FER2013."""
+"""FER Lab: the router and the frame every page shares (``streamlit run app.py``)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import streamlit as st
 
-from fertools.constants import data_dir
-from ui.common import BUILTIN, current_card, page_setup
+from ui import frame
+from ui.pages import PAGES
 
-ROOT = Path(__file__).resolve().parent
-
-#: The pages, in sidebar order: (file, icon, what it is for).
-PAGES = (
-    (
-        "pages/1_Dataset.py",
-        "🗂️",
-        "Browse a FER2013-style dataset: class balance, samples, pixel statistics, export.",
-    ),
-    ("pages/2_Augmentation.py", "🔀", "See what rotation, zoom, shifts, flips and erasing do to faces."),
-    ("pages/3_Train.py", "🏋️", "Train a network in the background, watch its curves, read its mistakes."),
-    ("pages/4_Photo.py", "🖼️", "Find the faces in a photo and see each one's probabilities and Grad-CAM."),
-    ("pages/5_Webcam.py", "📷", "Live recognition on your camera, in the browser."),
+st.set_page_config(page_title="FER Lab", page_icon="🙂", layout="wide")
+page = st.navigation(
+    [
+        st.Page(
+            entry.path,
+            title=entry.title,
+            icon=entry.icon,
+            url_path="" if entry.path == "pages/home.py" else entry.title,
+            default=entry.path == "pages/home.py",
+        )
+        for entry in PAGES
+    ]
 )
-
-
-@st.cache_resource(show_spinner=False)
-def compute_device() -> tuple[str, str]:
-    """("GPU"/"CPU" plus details, TensorFlow version); asked once per server, not per rerun."""
-    import tensorflow as tf
-
-    gpus = tf.config.list_physical_devices("GPU")
-    device = f"GPU ×{len(gpus)}" if gpus else "CPU"
-    return device, tf.__version__
-
-
-page_setup("Home", "🙂")
-
-st.title("🙂 FER Lab")
-st.markdown(
-    "FER Lab is a hands-on lab for **facial emotion recognition**: small grayscale faces "
-    "(48×48, as in FER2013) and seven emotions — angry, disgust, fear, happy, sad, surprise, neutral. "
-    "Look at the data, try augmentations, train a network and watch it learn, then point it at "
-    "a photo or your webcam and see what it looks at."
-)
-
-# --- what is in use ------------------------------------------------------------------------
-
-
-def status_card(column, title: str, value: str, detail: str = "", help_text: str | None = None) -> None:
-    """A bordered box: a small title, the value in bold (wrapping, never cut off), a detail line."""
-    with column.container(border=True, height="stretch"):
-        st.caption(title, help=help_text)
-        st.markdown(f"**{value}**")
-        if detail:
-            st.caption(detail)
-
-
-st.subheader("Right now")
-dataset_column, model_column, device_column, tf_column = st.columns([3, 3, 2, 2])
-synthetic = st.session_state["dataset_source"] == BUILTIN
-status_card(
-    dataset_column,
-    "Dataset in use",
-    st.session_state["dataset_label"],
-    "synthetic cartoon faces, not real people" if synthetic else "",
-    "Change it on the Dataset page.",
-)
-card = current_card()
-if card is None:
-    status_card(model_column, "Model in use", "none", "train one on the Train page")
-else:
-    accuracy = (
-        f"validation accuracy {card.accuracy:.1%}" if card.accuracy is not None else "not evaluated yet"
-    )
-    trained_on = " · trained on synthetic faces" if card.dataset.get("synthetic") else ""
-    status_card(
-        model_column,
-        "Model in use",
-        f"{card.name} ({card.architecture})",
-        accuracy + trained_on,
-        "Pick another on the Photo or Webcam page; the accuracy is the one recorded on its model card.",
-    )
-device, tf_version = compute_device()
-status_card(device_column, "Compute", device, "for training and inference")
-status_card(tf_column, "TensorFlow", tf_version)
-
-# --- the pages -----------------------------------------------------------------------------
-
-st.subheader("Pages")
-shipped = [(path, icon, text) for path, icon, text in PAGES if (ROOT / path).exists()]
-# A page another engineer has not shipped yet must not break the home page.
-for row in range(0, len(shipped), 3):
-    for column, (path, icon, text) in zip(st.columns(3), shipped[row : row + 3]):
-        with column.container(border=True, height="stretch"):
-            st.page_link(path, icon=icon)
-            st.caption(text)
-
-# --- FER2013 -------------------------------------------------------------------------------
-
-st.subheader("Getting FER2013")
-st.markdown(
-    f"""
-FER Lab runs out of the box on built-in synthetic faces. For real faces, download FER2013
-(free Kaggle account) — FER Lab never downloads anything itself:
-
-- **fer2013.csv** (`emotion,pixels,Usage`, 35,887 faces) from the Kaggle competition
-  *Challenges in Representation Learning: Facial Expression Recognition Challenge*, or
-- the **image release** (`train/<class>/*.jpg`, `test/<class>/*.jpg`), Kaggle dataset `msambare/fer2013`.
-
-Put it in the data folder, currently `{data_dir()}` (set `FERLAB_DATA_DIR` to use another one):
-`data/fer2013.csv` or `data/fer2013/train/<class>/*.jpg`. The Dataset page lists what it finds there
-and also takes uploads (CSV, a zip of image folders, or an `.npz`).
-"""
-)
+frame.run(page)

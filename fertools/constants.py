@@ -65,3 +65,8 @@ def cache_dir() -> Path:
     """On-disk cache of parsed datasets (``FERLAB_CACHE_DIR``, default ``~/.cache/ferlab``)."""
     default = Path.home() / ".cache" / "ferlab"
     return Path(os.environ.get("FERLAB_CACHE_DIR", default))
+
+
+def hosted() -> bool:
+    """Whether this is a shared classroom server (``FERLAB_HOSTED=1``): users, quotas, no tracebacks."""
+    return os.environ.get("FERLAB_HOSTED", "").strip().lower() in ("1", "true", "yes", "on")

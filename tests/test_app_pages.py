@@ -57,6 +57,35 @@ def test_home(tiny_csv):
     assert len(at.get("page_link")) >= 3  # Dataset, Augmentation, Photo (Train and Webcam when present)
 
 
+def test_the_router_names_every_page_and_switches_between_them(tiny_csv):
+    at = app("app.py").run()
+    assert not at.exception
+    assert "Home" in [element.value for element in at.title][0] or at.title[0].value == "🙂 FER Lab"
+    for path, title in (("pages/1_Dataset.py", "Dataset"), ("pages/2_Augmentation.py", "Augmentation")):
+        at.switch_page(path).run()
+        assert not at.exception
+        assert title in at.title[0].value
+        # The frame draws the sidebar status once, after the page.
+        assert sum("**Model:**" in caption.value for caption in at.sidebar.caption) == 1
+
+
+def test_the_frame_turns_a_page_failure_into_one_sentence(tiny_csv, monkeypatch):
+    import ui.common
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("/secret/server/path exploded")
+
+    monkeypatch.setenv("FERLAB_HOSTED", "1")
+    monkeypatch.setattr(ui.common, "available_sources", broken)
+    at = app("app.py").run()
+    at.switch_page("pages/1_Dataset.py").run()
+    assert not at.exception  # caught by the frame, not shown as a traceback
+    (error,) = at.error
+    assert "Something went wrong on this page (reference" in error.value
+    assert "/secret/server/path" not in error.value
+    assert not at.get("expander") or all("Details" not in e.label for e in at.expander)
+
+
 def test_dataset_page_loads_uses_and_reports(tiny_csv):
     at = app("pages/1_Dataset.py").run()
     assert not at.exception
@@ -142,6 +171,13 @@ def test_photo_page_sample_and_whole_image(tiny_run_model):
     # The default picture is a sample portrait: one face, found and explained.
     assert at.subheader[0].value.startswith("Face 1: ")
     assert len(at.get("plotly_chart")) == 1
+    assert at.selectbox(key="photo_detector").value == "blazeface"
+    assert any("sure this is a face" in c.value for c in at.caption)
+    at.selectbox(key="photo_detector").set_value("haar").run()
+    assert not at.exception
+    assert at.subheader[0].value.startswith("Face 1: ")
+    assert any("without saying how sure" in c.value for c in at.caption)
+    at.selectbox(key="photo_detector").set_value("blazeface").run()
 
     assert at.toggle(key="photo_tta").value  # mirror averaging is on by default
     at.toggle(key="photo_tta").set_value(False).run()

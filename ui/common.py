@@ -39,16 +39,17 @@ def init_state() -> None:
 
 
 def page_setup(title: str, icon: str = "🙂") -> None:
-    """set_page_config, session defaults and the sidebar status, for every page."""
+    """The page's title and icon, session defaults, and (run alone, as in tests) the sidebar status.
+
+    Inside the app the frame (``app.py``, :mod:`ui.frame`) draws the sidebar once, after the page,
+    so it shows the model the page may just have chosen.
+    """
     st.set_page_config(page_title=f"{title} · FER Lab", page_icon=icon, layout="wide")
     init_state()
-    with st.sidebar:
-        st.caption(f"**Dataset:** {st.session_state['dataset_label']}")
-        card = current_card()
-        model_text = f"{card.name} ({card.architecture})" if card else "none"
-        if card and card.accuracy is not None:
-            model_text += f", val. accuracy {card.accuracy:.1%}"
-        st.caption(f"**Model:** {model_text}")
+    from ui import frame
+
+    if not frame.inside():
+        frame.sidebar_status(st.sidebar)
 
 
 # --- datasets ----------------------------------------------------------------------------

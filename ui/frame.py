@@ -1,0 +1,76 @@
+"""The frame every page shares: set-up before the page, the sidebar after it, and the error boundary.
+
+``app.py`` is the router (``st.navigation``); it calls :func:`run` with the page chosen. The
+boundary catches whatever a page lets slip: the server logs the traceback with a short reference,
+and the user gets one sentence with that reference, never a traceback with server paths. In a
+hosted classroom (``FERLAB_HOSTED=1``) Streamlit's own error details are off too.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import html
+import logging
+import secrets
+
+import streamlit as st
+
+from fertools.constants import hosted
+from ui.common import current_card, init_state
+
+log = logging.getLogger("ferlab")
+_inside: contextvars.ContextVar[bool] = contextvars.ContextVar("ferlab_frame", default=False)
+
+
+def inside() -> bool:
+    """Whether this script run goes through the frame (False when a page runs on its own, in tests)."""
+    return _inside.get()
+
+
+def configure() -> None:
+    """Settings that hold for the whole server, applied on every run (cheap, idempotent)."""
+    # "none": Streamlit shows a generic message for an uncaught exception, no type, no traceback.
+    st.set_option("client.showErrorDetails", "none" if hosted() else "full")
+
+
+def sidebar_status(sidebar) -> None:
+    """The dataset and model in use, as plain text (names may come from users)."""
+    init_state()
+    card = current_card()
+    if card is None:
+        model_text = "none"
+    else:
+        model_text = card.name if card.name == card.architecture else f"{card.name} ({card.architecture})"
+    if card and card.accuracy is not None:
+        model_text += f", val. accuracy {card.accuracy:.1%}"
+    sidebar.caption(f"**Dataset:** {_plain(st.session_state['dataset_label'])}")
+    sidebar.caption(f"**Model:** {_plain(model_text)}")
+
+
+def _plain(text: str) -> str:
+    """``text`` escaped so that Markdown and HTML in it show literally."""
+    escaped = html.escape(str(text), quote=False)
+    return "".join("\\" + char if char in "\\`*_{}[]()#+-.!|<>~$:" else char for char in escaped)
+
+
+def run(page) -> None:
+    """Run ``page`` (an ``st.Page``) inside the frame: the boundary, then the sidebar status."""
+    init_state()
+    configure()
+    status = st.sidebar.container()
+    token = _inside.set(True)
+    try:
+        page.run()
+    except Exception as error:  # noqa: BLE001 - the boundary: one page's failure stays on that page
+        reference = secrets.token_hex(3)
+        log.exception("page %s failed (reference %s)", getattr(page, "title", "?"), reference)
+        st.error(
+            f"Something went wrong on this page (reference {reference}); the server logged the details. "
+            "Other pages keep working: try again, or choose another dataset or model."
+        )
+        if not hosted():
+            with st.expander("Details (shown because this is not a hosted server)"):
+                st.exception(error)
+    finally:
+        _inside.reset(token)
+    sidebar_status(status)

@@ -1,0 +1,42 @@
+"""The app's pages, in sidebar order: one list that the router and the home page both read."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+
+class PageEntry(NamedTuple):
+    path: str  # relative to the project root, as st.Page and st.page_link take it
+    title: str
+    icon: str
+    summary: str  # one line for the home page
+
+
+PAGES: tuple[PageEntry, ...] = (
+    PageEntry("pages/home.py", "Home", "🙂", "What FER Lab is and what is in use right now."),
+    PageEntry(
+        "pages/1_Dataset.py",
+        "Dataset",
+        "🗂️",
+        "Browse a FER2013-style dataset: class balance, samples, pixel statistics, export.",
+    ),
+    PageEntry(
+        "pages/2_Augmentation.py",
+        "Augmentation",
+        "🔀",
+        "See what rotation, zoom, shifts, flips and erasing do to faces.",
+    ),
+    PageEntry(
+        "pages/3_Train.py",
+        "Train",
+        "🏋️",
+        "Train a network in the background, watch its curves, read its mistakes.",
+    ),
+    PageEntry(
+        "pages/4_Photo.py",
+        "Photo",
+        "🖼️",
+        "Find the faces in a photo and see each one's probabilities and Grad-CAM.",
+    ),
+    PageEntry("pages/5_Webcam.py", "Webcam", "📷", "Live recognition on your camera, in the browser."),
+)
