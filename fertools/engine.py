@@ -105,6 +105,40 @@ def cached_litert_model(model: keras.Model, precision: str, model_file: Path | N
     return flatbuffer
 
 
+#: Where a LiteRT interpreter comes from: the standalone package when it is installed, else TensorFlow's.
+LITE_RUNTIMES = ("ai-edge-litert", "tensorflow")
+
+
+def lite_interpreter(model_content: bytes, num_threads: int = 1, runtimes: tuple[str, ...] = ("tensorflow",)):
+    """An allocated LiteRT interpreter (XNNPACK CPU kernels) over a flatbuffer; not thread-safe.
+
+    ``runtimes`` are tried in order (see :data:`LITE_RUNTIMES`); a runtime that
+    is not installed is skipped. ``tf.lite.Interpreter`` announces its move to
+    the ``ai-edge-litert`` package; both run the same kernels. Which one was used
+    is the interpreter's class module (``type(interpreter).__module__``).
+    """
+    interpreter = None
+    for runtime in runtimes:
+        if runtime == "ai-edge-litert":
+            try:
+                from ai_edge_litert.interpreter import Interpreter
+            except ImportError:
+                continue
+            interpreter = Interpreter(model_content=model_content, num_threads=num_threads)
+        elif runtime == "tensorflow":
+            with warnings.catch_warnings():
+                # tf.lite.Interpreter announces its move to the separate ai-edge-litert package.
+                warnings.simplefilter("ignore")
+                interpreter = tf.lite.Interpreter(model_content=model_content, num_threads=num_threads)
+        else:
+            raise ValueError(f"runtimes must be among {LITE_RUNTIMES}, not {runtime!r}")
+        break
+    if interpreter is None:
+        raise RuntimeError(f"none of the LiteRT runtimes {runtimes} is installed")
+    interpreter.allocate_tensors()
+    return interpreter
+
+
 class LiteEngine:
     """A LiteRT interpreter (XNNPACK) per thread, one face per invocation.
 
@@ -138,11 +172,7 @@ class LiteEngine:
     def _interpreter(self) -> tf.lite.Interpreter:
         interpreter = getattr(self._local, "interpreter", None)
         if interpreter is None:
-            with warnings.catch_warnings():
-                # tf.lite.Interpreter announces its move to the separate ai-edge-litert package.
-                warnings.simplefilter("ignore")
-                interpreter = tf.lite.Interpreter(model_content=self.flatbuffer, num_threads=self.num_threads)
-            interpreter.allocate_tensors()
+            interpreter = lite_interpreter(self.flatbuffer, self.num_threads)
             self._local.interpreter = interpreter
             self._local.input = interpreter.get_input_details()[0]["index"]
             self._local.output = interpreter.get_output_details()[0]["index"]
@@ -158,6 +188,23 @@ class LiteEngine:
             interpreter.invoke()
             out[index] = interpreter.get_tensor(local.output)[0]
         return out
+
+
+#: The per-face budget of the webcam path: mirror averaging is on by default only where two
+#: passes fit in it on this machine.
+FACE_BUDGET_SECONDS = 0.002
+
+
+def one_pass_seconds(engine: Engine, size: int, calls: int = 15) -> float:
+    """Median seconds of one ``engine`` call on one face (after a warm-up call)."""
+    face = np.full((1, size, size), 128, dtype=np.uint8)
+    engine(face)
+    seconds = []
+    for _ in range(calls):
+        start = time.perf_counter()
+        engine(face)
+        seconds.append(time.perf_counter() - start)
+    return float(np.median(seconds))
 
 
 def mirror_average(engine: Engine, faces: np.ndarray) -> np.ndarray:
@@ -238,8 +285,10 @@ __all__ = [
     "PRECISIONS",
     "Engine",
     "KerasEngine",
+    "LITE_RUNTIMES",
     "LiteEngine",
     "cached_litert_model",
+    "lite_interpreter",
     "litert_model",
     "make_engine",
     "measure_engine",

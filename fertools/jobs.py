@@ -7,8 +7,10 @@ view, a reloaded browser tab or a restarted server finds it again with
 :func:`list_runs`::
 
     runs/
-      _datasets/<sha1>.npz   each submitted dataset, saved once (content-addressed)
+      _datasets/<owner>/<sha1>.npz  each submitted dataset, saved once per owner (content-addressed;
+                                    ``_datasets/<sha1>.npz`` for runs without an owner)
       _slots/slot-<i>.lock   one lock file per concurrent job (FERLAB_MAX_JOBS, default 1)
+      _slots/queue.lock      held while a run is queued or deleted, so quotas count every run
       <run id>/            a run folder (fertools.runs: job.json, status.json, cancel, worker.log,
                            and what fertools.train.train writes)
 
@@ -17,20 +19,30 @@ slot by ``flock``-ing its lock file, which the kernel releases when the worker
 exits, however it exits. A run that says queued or running but whose worker is
 gone is reported (and recorded) as failed.
 
+Runs have owners (a :class:`fertools.users.User` id in job.json, or none for runs started
+before users existed and from the command line). :func:`permissions` says what a user may do
+with a run; :func:`cancel`, :func:`delete_run` and :func:`share` refuse a user who may not.
+On a hosted server (``FERLAB_HOSTED=1``) :func:`submit` and :func:`sweep` also enforce the
+class quotas (:class:`fertools.users.Quotas`); a single-user FER Lab has one user who may do
+everything, and no quotas but ``FERLAB_MAX_JOBS``.
+
 This module imports TensorFlow only where it trains, so waiting workers stay small.
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import itertools
+import json
 import os
 import secrets
 import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
@@ -40,12 +52,14 @@ from fertools.config import TrainConfig
 from fertools.constants import PROJECT_ROOT, runs_dir
 from fertools.runs import ACTIVE_STATES, DONE_STATES, RunDir, atomic_file
 from fertools.runtime import worker_environment
+from fertools.users import Quotas, User, env_int, hosted, is_user_id
 
 if TYPE_CHECKING:
     from fertools.data import Dataset
 
 DATASETS = "_datasets"
 SLOTS = "_slots"
+QUEUE_LOCK = "queue.lock"
 #: Seconds between a queued worker's looks for a free slot.
 POLL_SECONDS = 0.5
 DEAD_WORKER = "the worker stopped unexpectedly"
@@ -67,7 +81,9 @@ class RunInfo:
     one, ``progress`` the latest progress.json; ``queue_position`` is 1-based
     among queued runs, None unless queued; ``reason`` says why a run failed or
     was cancelled. ``managed`` is False for runs started from the command line
-    (shown, but not cancellable or deletable here).
+    (shown, but not cancellable or deletable here). ``owner`` is the id of the
+    user who queued the run (None: nobody's); ``shared`` says its owner lets
+    everyone see its faces and download its model (see :func:`permissions`).
     """
 
     id: str
@@ -87,6 +103,8 @@ class RunInfo:
     managed: bool = True
     #: Why some of the run's files could not be read ("" when none): shown, never raised.
     damage: str = ""
+    owner: str | None = None
+    shared: bool = False
 
     @property
     def active(self) -> bool:
@@ -121,6 +139,61 @@ class RunInfo:
         return max(0.0, end - self.started)
 
 
+@dataclass(frozen=True)
+class Permissions:
+    """What one user may do with one run (see :func:`permissions`).
+
+    Everyone may see a run's name, state, curves and scores. ``can_see_faces`` covers the
+    validation faces (the mistakes gallery and predictions), ``can_download`` the model (its
+    downloads, using it on other pages, converting it), ``can_see_dataset_name`` the label of the
+    dataset it trained on (often an uploaded file's name).
+    """
+
+    can_see_faces: bool
+    can_download: bool
+    can_cancel: bool
+    can_delete: bool
+    can_share: bool
+    can_see_dataset_name: bool
+
+
+def _refusal(run_id: str, owner: str | None, user: User | None, action: str) -> str:
+    """Why ``user`` may not ``action`` (cancel, delete, share) the run; "" when they may."""
+    if not hosted():
+        return ""  # a single-user FER Lab: everybody is the one user
+    if user is not None and (user.is_teacher or (owner is not None and owner == user.id)):
+        return ""
+    if owner is None:
+        return (
+            f"Run {run_id} belongs to no one (it was started before this server had users, or from "
+            f"the command line): only the teacher may {action} it."
+        )
+    return f"Run {run_id} is someone else's: only its owner and the teacher may {action} it."
+
+
+def permissions(run: RunInfo, user: User | None) -> Permissions:
+    """What ``user`` may do with ``run``.
+
+    Its owner and the teacher may do everything (cancel and delete only runs started here, not
+    from the command line); others see its faces and model only once the owner shares it. In a
+    single-user FER Lab everybody may do everything; on a hosted server ``user=None`` is nobody.
+    """
+    manages = not _refusal(run.id, run.owner, user, "manage")
+    return Permissions(
+        can_see_faces=manages or run.shared,
+        can_download=manages or run.shared,
+        can_cancel=manages and run.managed,
+        can_delete=manages and run.managed,
+        can_share=manages and run.managed,
+        can_see_dataset_name=manages,
+    )
+
+
+def _owner_of(job: dict | None) -> str | None:
+    owner = (job or {}).get("owner")
+    return owner if is_user_id(owner) else None
+
+
 def _root(root: str | os.PathLike | None) -> Path:
     return Path(root) if root is not None else runs_dir()
 
@@ -134,10 +207,7 @@ def _run_dir(run_id: str, root: str | os.PathLike | None = None) -> Path:
 
 def max_jobs() -> int:
     """How many jobs may train at once (``FERLAB_MAX_JOBS``, default 1)."""
-    try:
-        return max(1, int(os.environ.get("FERLAB_MAX_JOBS", "1")))
-    except ValueError:
-        return 1
+    return env_int(Quotas.VARIABLES["max_jobs"], Quotas.max_jobs)
 
 
 def new_run_id() -> str:
@@ -158,11 +228,23 @@ def dataset_digest(dataset: Dataset) -> str:
     return digest.hexdigest()
 
 
-def save_dataset(dataset: Dataset, root: str | os.PathLike | None = None) -> Path:
-    """Save ``dataset`` once under ``runs/_datasets/<sha1>.npz``; return its path."""
+def _datasets_dir(root: Path, owner: str | None) -> Path:
+    # Per owner, so no user reaches another's data, not even by naming its digest.
+    if owner is None:
+        return root / DATASETS
+    if not is_user_id(owner):
+        raise ValueError(f"{owner!r} is not a user id (lower-case letters, digits and hyphens).")
+    return root / DATASETS / owner
+
+
+def save_dataset(dataset: Dataset, root: str | os.PathLike | None = None, owner: str | None = None) -> Path:
+    """Save ``dataset`` once per owner under ``runs/_datasets/<owner>/<sha1>.npz``; return its path.
+
+    Without an owner it goes to ``runs/_datasets/<sha1>.npz``.
+    """
     from fertools.data import save_npz
 
-    folder = _root(root) / DATASETS
+    folder = _datasets_dir(_root(root), owner)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{dataset_digest(dataset)}.npz"
     if not path.exists():
@@ -171,23 +253,99 @@ def save_dataset(dataset: Dataset, root: str | os.PathLike | None = None) -> Pat
     return path
 
 
+@contextlib.contextmanager
+def _queue_lock(root: Path) -> Iterator[None]:
+    """Hold the runs folder's queue lock: counting a user's runs and adding one is one step."""
+    folder = root / SLOTS
+    folder.mkdir(parents=True, exist_ok=True)
+    handle = os.open(folder / QUEUE_LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(handle)  # closing releases the lock
+
+
+def _tree_bytes(path: Path) -> int:
+    total = 0
+    for folder, _, names in os.walk(path):  # symbolic links to folders are not followed
+        for name in names:
+            with contextlib.suppress(OSError):  # a file replaced or deleted while we count
+                total += os.lstat(os.path.join(folder, name)).st_size
+    return total
+
+
+def disk_used(owner: str, root: str | os.PathLike | None = None) -> int:
+    """Bytes on disk of every run of ``owner`` and of the datasets saved for them."""
+    root = _root(root)
+    total = _tree_bytes(_datasets_dir(root, owner)) if is_user_id(owner) else 0
+    for folder in _run_folders(root):
+        if _owner_of(RunDir(folder).read_job()) == owner:
+            total += _tree_bytes(folder)
+    return total
+
+
+def active_runs(owner: str, root: str | os.PathLike | None = None) -> int:
+    """How many runs of ``owner`` are queued or running."""
+    root = _root(root)
+    return sum(
+        1
+        for folder in _run_folders(root)
+        if (raw := _load_run(folder)) and raw["state"] in ACTIVE_STATES and _owner_of(raw["job"]) == owner
+    )
+
+
+def _check_quotas(root: Path, owner: str | None, configs: list[TrainConfig], *, sweep: bool) -> None:
+    """Refuse (``QuotaError``, one sentence) what the class quotas do not allow; only when hosted."""
+    if owner is not None and not is_user_id(owner):
+        raise ValueError(f"{owner!r} is not a user id (lower-case letters, digits and hyphens).")
+    if not hosted():
+        return
+    if owner is None:
+        raise JobError("On a hosted server every run needs an owner: pass the user's id as owner.")
+    quotas = Quotas.from_env()
+    if sweep:
+        quotas.check_sweep(len(configs))
+    quotas.check_epochs(max(config.epochs for config in configs))
+    quotas.check_runs(active_runs(owner, root), len(configs), sweep=sweep)
+    quotas.check_disk(disk_used(owner, root))
+
+
 def submit(
     dataset: Dataset,
     config: TrainConfig,
     name: str | None = None,
     dataset_label: str = "",
     *,
+    owner: str | None = None,
     sweep: dict | None = None,
     root: str | os.PathLike | None = None,
 ) -> str:
-    """Queue a training run of ``config`` on ``dataset`` and start its worker; return the run id.
+    """Queue a training run of ``config`` on ``dataset`` for ``owner``; start its worker; return the run id.
 
-    Returns at once: the worker waits for a free slot, then trains. Raises
-    ``ValueError`` with one sentence if ``config`` cannot work.
+    Returns at once: the worker waits for a free slot, then trains. ``owner`` is a user id
+    (:class:`fertools.users.User`), recorded in job.json; None makes the run nobody's, which a
+    hosted server refuses. Raises ``ValueError`` with one sentence if ``config`` cannot work,
+    and on a hosted server ``QuotaError`` (a ``ValueError``) if a class quota does not allow it.
     """
     config.validate()
     root = _root(root)
-    dataset_path = save_dataset(dataset, root)
+    with _queue_lock(root):
+        _check_quotas(root, owner, [config], sweep=False)
+        return _queue(dataset, config, name, dataset_label, owner=owner, sweep=sweep, root=root)
+
+
+def _queue(
+    dataset: Dataset,
+    config: TrainConfig,
+    name: str | None,
+    dataset_label: str,
+    *,
+    owner: str | None,
+    sweep: dict | None,
+    root: Path,
+) -> str:
+    dataset_path = save_dataset(dataset, root, owner)
     run_id = new_run_id()
     while (root / run_id).exists():
         run_id = new_run_id()
@@ -199,6 +357,8 @@ def submit(
         "name": name or f"{config.architecture}, {config.epochs} epochs, batch {config.batch_size}",
         "created": created,
         "created_iso": datetime.fromtimestamp(created).isoformat(timespec="seconds"),
+        "owner": owner,
+        "shared": False,
         "dataset": {"path": str(dataset_path), "label": dataset_label, "size": len(dataset)},
         "config": config.to_dict(),
         "sweep": sweep,
@@ -238,13 +398,16 @@ def sweep(
     grid: dict[str, list],
     dataset_label: str = "",
     *,
+    owner: str | None = None,
     root: str | os.PathLike | None = None,
 ) -> list[str]:
-    """Queue one run per combination of ``grid`` values over ``base``; return the run ids.
+    """Queue one run per combination of ``grid`` values over ``base`` for ``owner``; return the run ids.
 
     ``grid`` maps TrainConfig fields to values, e.g. ``{"batch_size": [32, 64,
     128, 256], "epochs": [50, 100]}`` (the internship report's Table 1) queues
-    eight runs. Raises ``ValueError`` for an unknown field or an empty list.
+    eight runs. Raises ``ValueError`` for an unknown field or an empty list, and
+    on a hosted server ``QuotaError`` if the quotas do not allow every run (then
+    none is queued).
     """
     unknown = [key for key in grid if key not in type(base).__dataclass_fields__]
     if unknown:
@@ -256,13 +419,24 @@ def sweep(
     configs = [replace(base, **combo) for combo in combos]
     for config in configs:  # all or nothing: check every config before queueing any
         config.validate()
+    root = _root(root)
     sweep_id = new_run_id()
     run_ids = []
-    for combo, config in zip(combos, configs):
-        name = "sweep " + ", ".join(f"{key}={value}" for key, value in combo.items())
-        run_ids.append(
-            submit(dataset, config, name, dataset_label, sweep={"id": sweep_id, "values": combo}, root=root)
-        )
+    with _queue_lock(root):
+        _check_quotas(root, owner, configs, sweep=True)
+        for combo, config in zip(combos, configs):
+            name = "sweep " + ", ".join(f"{key}={value}" for key, value in combo.items())
+            run_ids.append(
+                _queue(
+                    dataset,
+                    config,
+                    name,
+                    dataset_label,
+                    owner=owner,
+                    sweep={"id": sweep_id, "values": combo},
+                    root=root,
+                )
+            )
     return run_ids
 
 
@@ -375,6 +549,8 @@ def _info(run_dir: Path, raw: dict, queue_position: int | None) -> RunInfo:
         sweep=sweep,
         managed=raw["managed"],
         damage="; ".join(run.damage),
+        owner=_owner_of(job),
+        shared=raw["managed"] and job.get("shared") is True,
     )
 
 
@@ -431,39 +607,79 @@ def history(run_id: str, root: str | os.PathLike | None = None) -> list[dict]:
     return RunDir(_run_dir(run_id, root)).read_history()
 
 
-def cancel(run_id: str, root: str | os.PathLike | None = None) -> None:
-    """Ask a queued or running job to stop.
+def cancel(run_id: str, root: str | os.PathLike | None = None, *, user: User | None = None) -> None:
+    """Ask a queued or running job to stop, on behalf of ``user``.
 
     A queued run is marked cancelled at once; a running one stops at its next
     batch, saves its best epoch so far and is marked cancelled by its worker.
-    Cancelling a finished run does nothing.
+    Cancelling a finished run does nothing. ``JobError`` if ``user`` may not
+    (see :func:`permissions`) or the run was started from the command line.
     """
     run_dir = _run_dir(run_id, root)
     run = RunDir(run_dir)
-    if run.read_job() is None:
+    job = run.read_job()
+    if refusal := _refusal(run_id, _owner_of(job), user, "cancel"):
+        raise JobError(refusal)
+    if job is None:
         raise JobError(f"{run_id} was started from the command line; stop it there (Ctrl-C).")
     run.request_cancel()
     if run.read_status().get("state") == "queued":
         run.update_status("cancelled", reason="cancelled by the user before it started", finished=time.time())
 
 
-def delete_run(run_id: str, root: str | os.PathLike | None = None) -> None:
-    """Delete a finished, failed or cancelled run's folder (and its dataset if no run needs it)."""
+def delete_run(run_id: str, root: str | os.PathLike | None = None, *, user: User | None = None) -> None:
+    """Delete a finished, failed or cancelled run's folder, on behalf of ``user``.
+
+    The dataset saved for it goes too, unless another run of the same owner still uses it.
+    ``JobError`` if ``user`` may not (see :func:`permissions`), or the run is still active
+    or was started from the command line.
+    """
+    root = _root(root)
     info = get_run(run_id, root)
+    if refusal := _refusal(info.id, info.owner, user, "delete"):
+        raise JobError(refusal)
     if not info.managed:
         raise JobError(f"{run_id} was started from the command line; delete its folder by hand.")
     if info.state not in DONE_STATES:
         raise JobError(f"{run_id} is still {info.state}; cancel it first.")
     job = info.run.read_job() or {}
-    shutil.rmtree(info.run_dir)
-    dataset_path = (job.get("dataset") or {}).get("path")
-    if dataset_path:
-        still_used = any(
-            ((RunDir(folder).read_job() or {}).get("dataset") or {}).get("path") == dataset_path
-            for folder in _run_folders(_root(root))
-        )
-        if not still_used:
-            Path(dataset_path).unlink(missing_ok=True)
+    # Under the queue lock: a run being queued meanwhile may need this very dataset file.
+    with _queue_lock(root):
+        shutil.rmtree(info.run_dir)
+        _forget_dataset(root, (job.get("dataset") or {}).get("path"))
+
+
+def _forget_dataset(root: Path, dataset_path: object) -> None:
+    """Delete a saved dataset that no run names any more (only inside ``runs/_datasets``)."""
+    if not isinstance(dataset_path, str) or not dataset_path:
+        return
+    path = Path(dataset_path)
+    if not path.resolve().is_relative_to((root / DATASETS).resolve()):
+        return  # whatever job.json says, only files this module saved are deleted
+    # Paths are per owner, so another owner's run never keeps this file alive.
+    still_used = any(
+        ((RunDir(folder).read_job() or {}).get("dataset") or {}).get("path") == dataset_path
+        for folder in _run_folders(root)
+    )
+    if not still_used:
+        path.unlink(missing_ok=True)
+
+
+def share(
+    run_id: str, user: User | None, shared: bool = True, *, root: str | os.PathLike | None = None
+) -> None:
+    """Let everyone see the run's validation faces and download its model (or, ``shared=False``, stop).
+
+    ``JobError`` if ``user`` is not the run's owner or the teacher, or the run was started from
+    the command line (it has no job.json to record the choice in).
+    """
+    info = get_run(run_id, root)
+    if refusal := _refusal(info.id, info.owner, user, "share"):
+        raise JobError(refusal)
+    job = info.run.read_job()
+    if job is None:
+        raise JobError(f"{run_id} was started from the command line; it cannot be shared here.")
+    info.run.write_job({**job, "shared": bool(shared)})
 
 
 # --- the worker --------------------------------------------------------------------------------
@@ -553,14 +769,19 @@ def main(argv: list[str] | None = None) -> int:
 
 __all__ = [
     "JobError",
+    "Permissions",
     "RunInfo",
+    "active_runs",
     "cancel",
     "delete_run",
+    "disk_used",
     "get_run",
     "history",
     "list_runs",
     "max_jobs",
+    "permissions",
     "queue_position",
+    "share",
     "submit",
     "sweep",
 ]

@@ -1,8 +1,10 @@
 """From a frame to faces with emotions: detect, crop, classify in one batched call.
 
 ``Recognizer.analyze`` is what the Photo page, the Webcam page's frame
-callback and ``python -m fertools predict`` call. Every face of a frame is
-cropped by the shared preprocessing path and classified in one call to an
+callback and ``python -m fertools predict`` call. Faces are found by BlazeFace
+(:mod:`fertools.blazeface`; the Haar cascade when its model package is
+missing, or on request), every face is cropped by the shared preprocessing
+path (:mod:`fertools.preprocess`) and all are classified in one call to an
 inference engine (:mod:`fertools.engine`): by default the model converted to
 LiteRT with int8 weights, a few tenths of a millisecond per face on a CPU;
 ``engine="keras"`` calls the Keras model through a compiled ``tf.function``.
@@ -12,6 +14,7 @@ Never ``model.predict``.
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,20 +23,25 @@ import keras
 import numpy as np
 
 from fertools.constants import DEFAULT_MODEL_DIR
-from fertools.engine import make_engine, mirror_average
-from fertools.faces import Box, FaceDetector, HaarFaceDetector
+from fertools.engine import FACE_BUDGET_SECONDS, make_engine, mirror_average, one_pass_seconds
+from fertools.faces import DEFAULT_DETECTOR, Box, Detection, FaceDetector, find_faces, usable_detector
 from fertools.modelcard import MODEL_FILE, ModelCard, load_model_dir
-from fertools.preprocess import crop_face, to_face
+from fertools.preprocess import crop_aligned_face, crop_face, to_face
 
 
 @dataclass(frozen=True)
 class FaceResult:
-    """One face: its box in the frame, the top label, every class's probability, and the model input."""
+    """One face: its box in the frame, the top label, every class's probability, and the model input.
+
+    ``detection_score`` is the detector's confidence that the box holds a face
+    (None from a detector without scores, such as the Haar cascade).
+    """
 
     box: Box
     label: str
     probabilities: dict[str, float]
     face: np.ndarray = field(repr=False, compare=False)
+    detection_score: float | None = None
 
     @property
     def confidence(self) -> float:
@@ -43,19 +51,37 @@ class FaceResult:
         return {"box": list(self.box), "label": self.label, "probabilities": self.probabilities}
 
 
+#: Off: on FER2013 validation faces pasted into frames (``detection_bench.alignment_benchmark``,
+#: seeds 1 and 2), eye alignment moved the shipped model's accuracy on faces tilted up to 30
+#: degrees from 61.4% to 63.9% and from 60.4% to 60.8%, but lowered it on upright faces (65.2% to
+#: 63.6%, 62.2% to 60.8%): the model learned FER2013's own framing, head tilt included.
+ALIGN_BY_DEFAULT = False
+
+
 class Recognizer:
     """A model plus its card plus a face detector.
 
     Safe to share between threads (the Streamlit sessions of a hosted app):
-    it holds no per-call state, the engine keeps one interpreter per thread and
-    the detector one cascade per thread. ``model`` stays available (Grad-CAM
+    it holds no per-call state, the engine and the detector keep one
+    interpreter (or cascade) per thread. ``model`` stays available (Grad-CAM
     needs its gradients); ``engine`` and ``precision`` choose how faces are
     classified (see :func:`fertools.engine.make_engine`).
 
+    ``detector`` defaults to BlazeFace's short-range model (webcam frames; pass
+    :func:`fertools.faces.photo_detector` to :meth:`analyze` for photos). When
+    its model files are missing it is the Haar cascade instead and
+    ``detector_fallback`` says why in one sentence (None otherwise).
+
+    ``align`` crops faces with eye keypoints (from BlazeFace) by
+    :func:`~fertools.preprocess.crop_aligned_face`: eye line level, eyes and
+    mouth where FER2013's are. Faces without keypoints (Haar) are cropped from
+    their box with ``margin``.
+
     ``tta`` averages each face with its mirror image. It doubles the model
-    time, so by default it is on where that stays within the 2 ms per-face
-    budget, with the LiteRT engine (about 0.3 ms a pass here), and off with
-    the slower Keras engine.
+    time, so by default it is on where two passes stay within the 2 ms per-face
+    budget, measured when the Recognizer is made (LiteRT took 0.3 ms a pass on
+    one of this project's machines, 1.25 ms on another), and off with the
+    slower Keras engine.
     """
 
     def __init__(
@@ -68,14 +94,25 @@ class Recognizer:
         engine: str = "litert",
         precision: str = "int8",
         model_file: Path | None = None,
+        align: bool = ALIGN_BY_DEFAULT,
     ):
         self.model, self.card = model, card
         self.classes: tuple[str, ...] = tuple(card.classes)
         self.input_size = int(card.input_shape[0])
-        self.detector = detector or HaarFaceDetector()
+        self.detector_fallback: str | None = None
+        if detector is None:
+            detector, self.detector_fallback = usable_detector(DEFAULT_DETECTOR)
+        self.detector = detector
         self.margin = margin
+        self.align = align
         self.engine = make_engine(model, engine, precision, model_file)
-        self.tta = self.engine.name == "litert" if tta is None else tta
+        if tta is None:
+            # Measured here, not assumed: two LiteRT passes took 0.6 ms on one 2-core machine
+            # of this project and 2.5 ms on another.
+            tta = self.engine.name == "litert" and (
+                2 * one_pass_seconds(self.engine, self.input_size) <= FACE_BUDGET_SECONDS
+            )
+        self.tta = tta
 
     @classmethod
     def load(cls, model_dir: str | os.PathLike = DEFAULT_MODEL_DIR, **kwargs) -> Recognizer:
@@ -94,13 +131,30 @@ class Recognizer:
             return mirror_average(self.engine, faces)
         return self.engine(faces)
 
-    def _results(self, boxes: list[Box], faces: np.ndarray, tta: bool | None) -> list[FaceResult]:
+    def _results(self, detections: list[Detection], faces: np.ndarray, tta: bool | None) -> list[FaceResult]:
         probabilities = self.classify(faces, tta)
         results = []
-        for box, face, row in zip(boxes, faces, probabilities):
+        for detection, face, row in zip(detections, faces, probabilities):
             scores = {name: float(p) for name, p in zip(self.classes, row)}
-            results.append(FaceResult(box, self.classes[int(row.argmax())], scores, face))
+            label = self.classes[int(row.argmax())]
+            results.append(FaceResult(detection.box, label, scores, face, detection.score))
         return results
+
+    def crop(self, frame: np.ndarray, detection: Detection, align: bool | None = None) -> np.ndarray:
+        """The ``uint8`` (size, size) model input for one detected face of ``frame``.
+
+        Aligned on the eyes and mouth when ``align`` (default: the recognizer's
+        setting) and the detection has keypoints; else the box with ``margin``.
+        """
+        if (self.align if align is None else align) and detection.keypoints is not None:
+            return crop_aligned_face(
+                frame,
+                detection.keypoint("right_eye"),
+                detection.keypoint("left_eye"),
+                detection.keypoint("mouth"),
+                self.input_size,
+            )
+        return crop_face(frame, detection.box, self.margin, self.input_size)
 
     def analyze(
         self,
@@ -108,23 +162,31 @@ class Recognizer:
         max_faces: int = 16,
         detector: FaceDetector | None = None,
         tta: bool | None = None,
+        timings: dict[str, float] | None = None,
     ) -> list[FaceResult]:
         """Every face in a BGR (or gray) ``uint8`` frame, largest first.
 
         ``detector`` overrides the shared one for this call (a per-session minimum face size);
-        ``tta`` the recognizer's mirror averaging.
+        ``tta`` the recognizer's mirror averaging. A ``timings`` dict, when given, receives
+        the seconds spent on ``"detect"`` and on ``"classify"`` (cropping included).
         """
-        boxes = (detector or self.detector).detect(frame)[:max_faces]
-        if not boxes:
-            return []
-        faces = np.stack([crop_face(frame, box, self.margin, self.input_size) for box in boxes])
-        return self._results(boxes, faces, tta)
+        start = time.perf_counter()
+        detections = find_faces(detector or self.detector, frame)[:max_faces]
+        detected = time.perf_counter()
+        results = []
+        if detections:
+            faces = np.stack([self.crop(frame, detection) for detection in detections])
+            results = self._results(detections, faces, tta)
+        if timings is not None:
+            timings["detect"] = detected - start
+            timings["classify"] = time.perf_counter() - detected
+        return results
 
     def analyze_face(self, image: np.ndarray, tta: bool | None = None) -> FaceResult:
         """Treat the whole image as one face crop (for images that already are a face)."""
         face = to_face(image, self.input_size)
         height, width = image.shape[:2]
-        return self._results([(0, 0, width, height)], face[None], tta)[0]
+        return self._results([Detection((0, 0, width, height))], face[None], tta)[0]
 
 
 #: Colours (BGR) per class for boxes and bars; unknown classes get grey.

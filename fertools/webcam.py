@@ -7,13 +7,15 @@ draw the live readout. Everything the two threads share sits behind one lock
 and is either replaced whole (immutable snapshots) or copied on read, so the
 frame thread never waits on the page for longer than a list copy.
 
-Per frame: optional mirror, :meth:`Recognizer.analyze` (Haar detector with
-this viewer's minimum face size, then one batched model call), faces matched
+Per frame: optional mirror, :meth:`Recognizer.analyze` (the viewer's face
+detector and minimum face size, then one batched model call), faces matched
 to the previous frame's by box overlap (IoU) so each keeps an id, class
 probabilities smoothed per face with an exponential moving average, then
 :func:`draw_faces`. Nothing heavy is built per frame: the detector is rebuilt
-only when the minimum face size changes, and the model's first (tracing) call
-happens when the processor is built, not on the first frame.
+only when the detector choice or the minimum face size changes, and the
+model's first (tracing) call happens when the processor is built, not on the
+first frame. The readout splits each frame's time into detect, classify and
+draw.
 
 For the page around it: :func:`parse_ice_servers` (STUN/TURN settings),
 :class:`StreamWatch` (a stream that never delivers a frame) and
@@ -42,7 +44,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from fertools import synthetic
-from fertools.faces import Box, HaarFaceDetector
+from fertools.faces import DEFAULT_DETECTOR, DETECTORS, Box, FaceDetector, usable_detector
 from fertools.recognize import CLASS_COLOURS, FaceResult, Recognizer, draw_faces
 
 
@@ -54,8 +56,11 @@ class WebcamSettings:
     smoothing: float = 0.6  # weight of the past in the moving average: 0 = raw frames, 0.9 = very calm
     bars: bool = True  # draw every class's probability beside each face
     mirror: bool = True  # flip left-right first, so the picture moves like a mirror
+    detector: str = DEFAULT_DETECTOR  # a name from fertools.faces.DETECTORS
 
     def __post_init__(self) -> None:
+        if self.detector not in DETECTORS:
+            raise ValueError(f"detector must be one of {DETECTORS}, got {self.detector!r}")
         if not 12 <= self.min_face <= 2000:
             raise ValueError(f"min_face must be between 12 and 2000 pixels, got {self.min_face}")
         if not 0.0 <= self.smoothing < 1.0:
@@ -70,6 +75,7 @@ class FaceReadout(NamedTuple):
     label: str
     confidence: float
     probabilities: dict[str, float]
+    detection_score: float | None = None  # the detector's confidence in this frame; None without scores
 
 
 @dataclass(frozen=True)
@@ -79,6 +85,10 @@ class LiveReadout:
     faces: tuple[FaceReadout, ...] = ()
     fps: float = 0.0  # frames processed per second, over the last ``TIMING_WINDOW_S`` seconds
     ms_per_frame: float = 0.0  # mean time spent on a frame, over the same frames
+    # Of which (same frames; detect and classify as Recognizer.analyze measures them):
+    ms_detect: float = 0.0  # finding faces
+    ms_classify: float = 0.0  # cropping and classifying them
+    ms_draw: float = 0.0  # drawing the annotations
     frames: int = 0  # frames processed since the processor was built or reset
     last_frame_at: float | None = None  # processor clock at the latest frame
     error: str | None = None  # why the latest frame could not be analysed; None when it was
@@ -209,21 +219,20 @@ class FrameProcessor:
         self.timeline_interval = timeline_interval
         self._recognizer = recognizer
         self._settings = settings or WebcamSettings()
-        self._detector = self._build_detector(recognizer, self._settings)
+        self._detector = self._build_detector(self._settings)
         self._tracker = FaceTracker()
         self._timeline: deque[TimelineRow] = deque(maxlen=timeline_size)
-        self._timings: deque[tuple[float, float]] = deque()  # (start, seconds spent) per recent frame
+        # (start, seconds spent, of which detect, classify, draw) per recent frame
+        self._timings: deque[tuple[float, float, float, float, float]] = deque()
         self._readout = LiveReadout()
         self._started_at: float | None = None
         # Bumped by every reset/model change, so a frame analysed before it cannot publish after it.
         self._generation = 0
 
     @staticmethod
-    def _build_detector(recognizer: Recognizer, settings: WebcamSettings) -> HaarFaceDetector:
-        base = recognizer.detector
-        if isinstance(base, HaarFaceDetector):
-            return dataclasses.replace(base, min_face=settings.min_face)
-        return HaarFaceDetector(min_face=settings.min_face)
+    def _build_detector(settings: WebcamSettings) -> FaceDetector:
+        # Missing BlazeFace files give the cascade, as the recognizer's own detector does.
+        return usable_detector(settings.detector, min_face=settings.min_face)[0]
 
     # --- configuration (page thread) ---------------------------------------------------
 
@@ -238,13 +247,14 @@ class FrameProcessor:
             return self._recognizer.classes
 
     def configure(self, settings: WebcamSettings) -> None:
-        """Use new settings from the next frame on; the detector is rebuilt only if ``min_face`` changed."""
+        """Use new settings from the next frame on; the detector is rebuilt only if it or ``min_face`` changed."""
         with self._lock:
             if settings == self._settings:
                 return
-            rebuild = settings.min_face != self._settings.min_face
-        # Outside the lock: loading a cascade must not stall the frame thread.
-        detector = self._build_detector(self._recognizer, settings) if rebuild else None
+            old = self._settings
+            rebuild = (settings.min_face, settings.detector) != (old.min_face, old.detector)
+        # Outside the lock: loading a cascade or a model must not stall the frame thread.
+        detector = self._build_detector(settings) if rebuild else None
         with self._lock:
             self._settings = settings
             if detector is not None:
@@ -259,7 +269,6 @@ class FrameProcessor:
         with self._lock:
             same_classes = recognizer.classes == self._recognizer.classes
             self._recognizer = recognizer
-            self._detector = self._build_detector(recognizer, self._settings)
             self._tracker.reset()
             self._generation += 1
             if not same_classes:
@@ -290,8 +299,9 @@ class FrameProcessor:
             recognizer, generation = self._recognizer, self._generation
         if settings.mirror:
             frame = cv2.flip(frame, 1)
+        spent: dict[str, float] = {}
         try:
-            results = recognizer.analyze(frame, detector=detector)
+            results = recognizer.analyze(frame, detector=detector, timings=spent)
         except Exception as error:  # noqa: BLE001 - a broken frame must not end the stream; the page shows why
             self._publish_error(start, generation, f"{type(error).__name__}: {error}")
             return frame
@@ -304,18 +314,26 @@ class FrameProcessor:
             if generation != self._generation:
                 return frame
             tracks = self._tracker.update([r.box for r in results], probabilities, settings.smoothing)
-            smoothed = [_readout_of(track, classes) for track in tracks]
+            smoothed = [
+                _readout_of(track, classes)._replace(detection_score=result.detection_score)
+                for track, result in zip(tracks, results)
+            ]
         shown = [
-            FaceResult(face.box, face.label, face.probabilities, result.face)
+            FaceResult(face.box, face.label, face.probabilities, result.face, result.detection_score)
             for face, result in zip(smoothed, results)
         ]
+        # The split is measured in real seconds, like analyze's; ``clock`` stays the frame clock.
+        drawing = time.perf_counter()
         out = draw_faces(frame, shown, bars=settings.bars)
+        draw_seconds = time.perf_counter() - drawing
         end = self._clock()
 
         with self._lock:
             if generation != self._generation:
                 return out
-            self._record_timing(start, end)
+            self._record_timing(
+                start, end, spent.get("detect", 0.0), spent.get("classify", 0.0), draw_seconds
+            )
             if self._started_at is None:
                 self._started_at = start
             for track, face in zip(tracks, smoothed):
@@ -325,17 +343,23 @@ class FrameProcessor:
                     self._timeline.append(
                         TimelineRow(start - self._started_at, face.face_id, face.label, face.confidence, row)
                     )
+            total, detect, classify, draw = 1000.0 * np.mean([row[1:] for row in self._timings], axis=0)
             self._readout = LiveReadout(
                 faces=tuple(smoothed),
                 fps=self._fps(),
-                ms_per_frame=1000.0 * float(np.mean([spent for _, spent in self._timings])),
+                ms_per_frame=float(total),
+                ms_detect=float(detect),
+                ms_classify=float(classify),
+                ms_draw=float(draw),
                 frames=self._readout.frames + 1,
                 last_frame_at=start,
             )
         return out
 
-    def _record_timing(self, start: float, end: float) -> None:
-        self._timings.append((start, end - start))
+    def _record_timing(
+        self, start: float, end: float, detect: float = 0.0, classify: float = 0.0, draw: float = 0.0
+    ) -> None:
+        self._timings.append((start, end - start, detect, classify, draw))
         # Keep two frames at least, so a stream slower than the window still shows its rate.
         while len(self._timings) > 2 and start - self._timings[0][0] > TIMING_WINDOW_S:
             self._timings.popleft()

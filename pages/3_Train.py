@@ -304,6 +304,7 @@ def configure_section(dataset) -> None:
                 _config_from_widgets(),
                 st.session_state["train_name"].strip() or None,
                 st.session_state["dataset_label"],
+                once=True,  # a double click queues one run, not two
             )
         except (ValueError, jobs.JobError) as error:
             st.error(f"Cannot start: {error}")
@@ -615,6 +616,7 @@ def sweep_form(dataset) -> None:
                 _config_from_widgets(),
                 {"batch_size": sorted(batch_sizes), "epochs": sorted(epochs)},
                 st.session_state["dataset_label"],
+                once=True,
             )
         except (ValueError, jobs.JobError) as error:
             st.error(f"Cannot queue the sweep: {error}")

@@ -7,7 +7,7 @@ import streamlit as st
 
 from fertools import stats
 from fertools.constants import FER2013_CLASSES
-from fertools.faces import photo_detector
+from fertools.faces import DETECTOR_LABELS, DETECTORS, photo_detector, photo_detector_fallback
 from fertools.gradcam import gradcam, overlay
 from fertools.modelcard import ModelLoadError
 from fertools.preprocess import load_photo
@@ -26,8 +26,9 @@ MIN_ANNOTATED_SIDE = 160
 page_setup("Photo", "🖼️")
 st.title("🖼️ Photo")
 st.caption(
-    "The detector (OpenCV's Haar cascade) finds upright frontal faces; each one is cropped with a small "
-    "margin, turned grey and shrunk to 48×48, exactly like the training data, and classified."
+    "The face detector (MediaPipe's BlazeFace, or OpenCV's Haar cascade) finds the faces; each one is "
+    "cropped with a small margin, turned grey and shrunk to 48×48, exactly like the training data, and "
+    "classified."
 )
 
 
@@ -80,6 +81,14 @@ def probability_chart(probabilities: dict[str, float], top: str) -> go.Figure:
 source_column, model_column = st.columns([3, 2])
 with model_column:
     model_dir = model_picker(key="photo_model")
+    detector_name = st.selectbox(
+        "Face detector",
+        DETECTORS,
+        format_func=DETECTOR_LABELS.get,
+        key="photo_detector",
+        help="BlazeFace finds smaller and tilted faces and says how sure it is; the Haar cascade is "
+        "the classic OpenCV detector, for comparison.",
+    )
     mirror = st.toggle(
         "Average with the mirror image",
         value=True,
@@ -130,13 +139,16 @@ except ModelLoadError as error:
 
 # --- faces ---------------------------------------------------------------------------------
 
+detector_problem = photo_detector_fallback(detector_name)
+if detector_problem:
+    st.warning(detector_problem)
 with st.spinner("Finding faces…"):
-    results = recognizer.analyze(frame, detector=photo_detector(), tta=mirror)
+    results = recognizer.analyze(frame, detector=photo_detector(detector_name), tta=mirror)
 whole_image = False
 if not results:
     st.warning(
-        "No face found. The detector needs an upright, frontal face at least about 40 pixels wide "
-        "(after the picture is shrunk to 1280 pixels on its longest side)."
+        "No face found. Faces need to be at least about 40 pixels wide (after the picture is shrunk "
+        "to 1280 pixels on its longest side); try the other face detector too."
     )
     whole_image = st.checkbox(
         "Treat the whole picture as one face",
@@ -174,6 +186,10 @@ with detail_column:
     for number, (tab, result) in enumerate(zip(tabs, detailed), start=1):
         with tab:
             st.subheader(f"Face {number}: {result.label} ({result.confidence:.0%})")
+            if result.detection_score is not None:
+                st.caption(f"The detector is {result.detection_score:.0%} sure this is a face.")
+            elif not whole_image:
+                st.caption("The Haar cascade finds faces without saying how sure it is.")
             face_column, cam_column = st.columns(2)
             face_column.image(stats.upscale(result.face, 4), caption="What the model sees: 48×48 grey, 4×")
             cam = heatmap(

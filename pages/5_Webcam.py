@@ -7,6 +7,7 @@ import time
 
 import streamlit as st
 
+from fertools.faces import DETECTOR_LABELS, DETECTORS
 from fertools.modelcard import ModelLoadError
 from fertools.preprocess import decode_image
 from fertools.webcam import FrameProcessor, StreamWatch, WebcamSettings, parse_ice_servers, timeline_figure
@@ -51,6 +52,14 @@ def ice_servers() -> tuple[list[dict], str | None]:
 model_column, face_column, smooth_column, toggle_column = st.columns([3, 2, 2, 2])
 with model_column:
     model_dir = model_picker(key="webcam_model")
+    detector_name = st.selectbox(
+        "Face detector",
+        DETECTORS,
+        format_func=DETECTOR_LABELS.get,
+        key="webcam_detector",
+        help="BlazeFace (short-range model, for faces near the camera) finds tilted faces and says how "
+        "sure it is; the Haar cascade is the classic OpenCV detector, for comparison.",
+    )
 with face_column:
     min_face = st.slider(
         "Minimum face size (px)",
@@ -59,7 +68,8 @@ with face_column:
         60,
         step=10,
         key="webcam_min_face",
-        help="Smaller faces are ignored. Larger values are faster and skip faces in the background.",
+        help="Smaller faces are ignored, such as faces in the background; with the Haar cascade larger "
+        "values are also faster.",
     )
 with smooth_column:
     smoothing = st.slider(
@@ -82,8 +92,12 @@ try:
 except ModelLoadError as error:
     st.error(f"The model could not be loaded: {error}")
     st.stop()
+if recognizer.detector_fallback:
+    st.warning(recognizer.detector_fallback)
 
-settings = WebcamSettings(min_face=min_face, smoothing=smoothing, bars=bars, mirror=mirror)
+settings = WebcamSettings(
+    min_face=min_face, smoothing=smoothing, bars=bars, mirror=mirror, detector=detector_name
+)
 # NOTE: one processor per session, kept in session_state: the frame callback runs in
 # streamlit-webrtc's worker thread, where st.* and session_state must not be touched, so
 # the callback only holds this object; the page reads its lock-guarded readout.
@@ -110,6 +124,13 @@ def make_callback(frame_processor: FrameProcessor):
     return callback
 
 
+def show_face(number: int, label: str, confidence: float, detection_score: float | None) -> None:
+    """One face's emotion, and how sure the detector is that it is a face (when it says)."""
+    st.metric(f"Face {number}", f"{label} {confidence:.0%}")
+    if detection_score is not None:
+        st.caption(f"Detector: {detection_score:.0%} sure this is a face")
+
+
 def show_readout(ctx) -> None:
     """Each face's smoothed emotion, fps and ms per frame; re-run every second while streaming."""
     readout = processor.readout()
@@ -127,10 +148,13 @@ def show_readout(ctx) -> None:
         elif not readout.faces:
             st.markdown("**No face in view.** Face the camera, come closer, or lower the minimum face size.")
         for face in readout.faces:
-            st.metric(f"Face {face.face_id}", f"{face.label} {face.confidence:.0%}")
+            show_face(face.face_id, face.label, face.confidence, face.detection_score)
         if readout.frames:
             rate = f"{readout.fps:.1f} fps" if readout.fps > 0 else "– fps"  # a rate needs two frames
-            st.markdown(f"**{rate}** · {readout.ms_per_frame:.0f} ms per frame")
+            st.markdown(
+                f"**{rate}** · {readout.ms_per_frame:.0f} ms per frame: detect {readout.ms_detect:.1f}, "
+                f"classify {readout.ms_classify:.1f}, draw {readout.ms_draw:.1f} ms"
+            )
 
 
 def show_timeline() -> None:
@@ -177,7 +201,7 @@ def show_snapshots() -> None:
         if not faces:
             st.info("No face found: face the camera in good light, or lower the minimum face size.")
         for number, face in enumerate(faces, start=1):
-            st.metric(f"Face {number}", f"{face.label} {face.confidence:.0%}")
+            show_face(number, face.label, face.confidence, face.detection_score)
             st.dataframe(
                 {"emotion": list(face.probabilities), "probability": list(face.probabilities.values())},
                 column_config={"probability": st.column_config.ProgressColumn(min_value=0.0, max_value=1.0)},

@@ -102,6 +102,8 @@ def test_the_callback_annotates_frames_and_the_readout_shows_them(app, streamer)
     assert not app.exception, app.exception
     shown = texts(app)
     assert "Face 1:" in shown and "fps" in shown and "ms per frame" in shown
+    assert "detect " in shown and "classify " in shown and "draw " in shown
+    assert "sure this is a face" in shown  # BlazeFace's confidence
     label = app.metric[0].value.split()[0]
     assert label in app.session_state["webcam_processor"].classes
     assert app.get("plotly_chart")
@@ -116,6 +118,10 @@ def test_settings_reach_the_processor(app, streamer):
     app.run()
     settings = app.session_state["webcam_processor"].settings
     assert (settings.min_face, settings.smoothing, settings.mirror, settings.bars) == (120, 0.2, False, True)
+    assert settings.detector == "blazeface"
+    app.selectbox(key="webcam_detector").set_value("haar").run()
+    assert not app.exception, app.exception
+    assert app.session_state["webcam_processor"].settings.detector == "haar"
 
 
 def test_ice_servers_come_from_the_environment(app, streamer, monkeypatch):

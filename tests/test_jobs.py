@@ -14,6 +14,7 @@ import signal
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -213,3 +214,14 @@ def test_command_line_runs_are_listed_read_only(ferlab_dirs):
         jobs.cancel("fer-cli")
     with pytest.raises(jobs.JobError, match="command line"):
         jobs.delete_run("fer-cli")
+
+
+def test_a_double_click_on_start_queues_one_run(tiny_builtin, ferlab_dirs):
+    with slot_held(ferlab_dirs["runs"]):
+        first = jobs.submit(tiny_builtin, ONE_EPOCH, name="tiny", once=True)
+        again = jobs.submit(tiny_builtin, ONE_EPOCH, name="tiny", once=True)
+        other = jobs.submit(tiny_builtin, replace(ONE_EPOCH, seed=1), name="tiny", once=True)
+        assert again == first and other != first
+        assert len(jobs.list_runs()) == 2
+        for run_id in (first, other):
+            jobs.cancel(run_id)

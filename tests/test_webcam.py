@@ -56,7 +56,7 @@ class ScriptedRecognizer:
         self.warmed_up = True
         return np.full((len(faces), len(self.classes)), 1 / len(self.classes))
 
-    def analyze(self, frame, max_faces=16, detector=None):
+    def analyze(self, frame, max_faces=16, detector=None, timings=None):
         self.detectors.append(detector)
         if self.fail:
             raise RuntimeError("model exploded")
@@ -108,6 +108,8 @@ def test_settings_are_validated():
         WebcamSettings(smoothing=1.0)
     with pytest.raises(ValueError, match="min_face"):
         WebcamSettings(min_face=5)
+    with pytest.raises(ValueError, match="detector must be one of"):
+        WebcamSettings(detector="dlib")
 
 
 def test_tracker_keeps_ids_while_faces_move_and_blink():
@@ -244,7 +246,7 @@ def test_the_model_is_warmed_up_before_the_first_frame():
     assert stub.warmed_up and stub.detectors == []
 
 
-def test_configure_rebuilds_the_detector_only_for_a_new_min_face():
+def test_configure_rebuilds_the_detector_only_for_a_new_min_face_or_detector():
     stub = ScriptedRecognizer(itertools.repeat([]))
     processor = FrameProcessor(stub, WebcamSettings(min_face=60))
     processor.process(BLANK)
@@ -252,9 +254,12 @@ def test_configure_rebuilds_the_detector_only_for_a_new_min_face():
     processor.process(BLANK)
     processor.configure(WebcamSettings(min_face=150))
     processor.process(BLANK)
-    first, second, third = stub.detectors
+    processor.configure(WebcamSettings(min_face=150, detector="haar"))
+    processor.process(BLANK)
+    first, second, third, fourth = stub.detectors
     assert first is second and first.min_face == 60
-    assert third.min_face == 150
+    assert third.min_face == 150 and not isinstance(third, HaarFaceDetector)
+    assert isinstance(fourth, HaarFaceDetector) and fourth.min_face == 150
 
 
 def test_switching_models_restarts_tracks_and_timeline_when_classes_change():
@@ -330,6 +335,10 @@ def test_real_recognizer_finds_tracks_and_annotates(recognizer, make_face_frame)
     for face in processor.readout().faces:
         assert box_iou(face.box, ids[face.face_id]) > 0.5
         assert face.label in CLASSES and 0 < face.confidence <= 1
+        assert 0.5 < face.detection_score <= 1  # BlazeFace, the default, scores every face
+    readout = processor.readout()
+    assert min(readout.ms_detect, readout.ms_classify, readout.ms_draw) > 0
+    assert readout.ms_detect + readout.ms_classify + readout.ms_draw <= readout.ms_per_frame
 
 
 def test_mirror_flips_the_frame_before_detection(recognizer, make_face_frame):
