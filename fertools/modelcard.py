@@ -121,7 +121,35 @@ def load_model_dir(path: str | os.PathLike) -> tuple[keras.Model, ModelCard]:
         model = keras.models.load_model(model_path, compile=False, safe_mode=True)
     except (ValueError, OSError, TypeError) as error:
         raise ModelLoadError(f"{model_path} could not be loaded ({error}).") from None
+    check_card_fits(model, card, path)
     return model, card
+
+
+def check_card_fits(model, card: ModelCard, path: str | os.PathLike) -> None:
+    """Refuse a card that disagrees with its network, before anything runs it.
+
+    Raises:
+        ModelLoadError: the class list is not unique strings, or its length, or the input
+            shape, differs from the network's.
+    """
+    classes = card.classes
+    if (
+        not isinstance(classes, list)
+        or not classes
+        or not all(isinstance(name, str) and name for name in classes)
+        or len(set(classes)) != len(classes)
+    ):
+        raise ModelLoadError(f"the card in {path} does not list its classes as distinct names.")
+    outputs = model.output_shape
+    if not isinstance(outputs, tuple) or len(outputs) != 2 or outputs[1] != len(classes):
+        raise ModelLoadError(
+            f"the card in {path} names {len(classes)} classes but the network gives {outputs[1:]} outputs."
+        )
+    expected = [int(n) for n in card.input_shape] if isinstance(card.input_shape, list) else None
+    if expected is None or list(model.input_shape[1:]) != expected:
+        raise ModelLoadError(
+            f"the card in {path} says input {card.input_shape} but the network takes {list(model.input_shape[1:])}."
+        )
 
 
 def _count(number, noun: str) -> str:

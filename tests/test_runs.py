@@ -16,7 +16,9 @@ from fertools.runs import RunDir, write_json
 
 def make_run(tmp_path, name="r1", state="finished") -> RunDir:
     run = RunDir(tmp_path / name).create()
-    run.write_job({"id": name, "name": name, "created": 1.0, "config": TrainConfig().to_dict(), "dataset": {}})
+    run.write_job(
+        {"id": name, "name": name, "created": 1.0, "config": TrainConfig().to_dict(), "dataset": {}}
+    )
     run.write_config(TrainConfig())
     run.update_status(state, started=1.0, finished=2.0, reason="")
     return run
@@ -130,3 +132,27 @@ def test_the_card_says_epochs_run_and_the_best_epoch_apart():
     assert "Training: 4 epochs (best epoch 3)" in card_markdown(card)
     card.training = {"epochs_run": 1, "best_epoch": 1}
     assert "Training: 1 epoch (best epoch 1)" in card_markdown(card)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"classes": ["a", "b"]}, "names 2 classes but the network gives"),
+        ({"classes": ["angry"] * 7}, "distinct names"),
+        ({"classes": [1, 2, 3, 4, 5, 6, 7]}, "distinct names"),
+        ({"input_shape": [64, 64, 1]}, "says input [64, 64, 1]"),
+        ({"input_shape": "48x48"}, "says input"),
+    ],
+)
+def test_a_card_that_disagrees_with_its_network_is_refused_at_load(tmp_path, change, message):
+    from fertools import models
+    from fertools.constants import FER2013_CLASSES
+    from fertools.modelcard import ModelLoadError, load_model_dir, save_model_dir
+
+    model = models.create("mini_xception")
+    card = ModelCard("m", "mini_xception", list(FER2013_CLASSES), [48, 48, 1])
+    folder = save_model_dir(model, card, tmp_path / "model")
+    values = json.loads((folder / "card.json").read_text())
+    (folder / "card.json").write_text(json.dumps({**values, **change}))
+    with pytest.raises(ModelLoadError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        load_model_dir(folder)
