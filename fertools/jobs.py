@@ -143,12 +143,14 @@ class RunInfo:
 class Permissions:
     """What one user may do with one run (see :func:`permissions`).
 
-    Everyone may see a run's name, state, curves and scores. ``can_see_faces`` covers the
+    Everyone may see a run's name, state, curves and scores. ``manages`` says the user is the
+    run's owner or the teacher (or this is a single-user FER Lab); ``can_see_faces`` covers the
     validation faces (the mistakes gallery and predictions), ``can_download`` the model (its
     downloads, using it on other pages, converting it), ``can_see_dataset_name`` the label of the
-    dataset it trained on (often an uploaded file's name).
+    dataset it trained on (often an uploaded file's name) and its worker's log.
     """
 
+    manages: bool
     can_see_faces: bool
     can_download: bool
     can_cancel: bool
@@ -180,6 +182,7 @@ def permissions(run: RunInfo, user: User | None) -> Permissions:
     """
     manages = not _refusal(run.id, run.owner, user, "manage")
     return Permissions(
+        manages=manages,
         can_see_faces=manages or run.shared,
         can_download=manages or run.shared,
         can_cancel=manages and run.managed,
@@ -242,11 +245,15 @@ def save_dataset(dataset: Dataset, root: str | os.PathLike | None = None, owner:
 
     Without an owner it goes to ``runs/_datasets/<sha1>.npz``.
     """
+    return _save_dataset(dataset, _root(root), owner, dataset_digest(dataset))
+
+
+def _save_dataset(dataset: Dataset, root: Path, owner: str | None, digest: str) -> Path:
     from fertools.data import save_npz
 
-    folder = _datasets_dir(_root(root), owner)
+    folder = _datasets_dir(root, owner)
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{dataset_digest(dataset)}.npz"
+    path = folder / f"{digest}.npz"
     if not path.exists():
         with atomic_file(path, suffix=".npz") as partial:
             save_npz(dataset, partial)
@@ -295,6 +302,28 @@ def active_runs(owner: str, root: str | os.PathLike | None = None) -> int:
     )
 
 
+def _run_name(config: TrainConfig, name: str | None) -> str:
+    return name or f"{config.architecture}, {config.epochs} epochs, batch {config.batch_size}"
+
+
+def _request(digest: str, config: TrainConfig, name: str, label: str, owner: str | None, values) -> str:
+    """What makes two submissions the same request: a key stored in job.json (see ``once``)."""
+    request = {"dataset": digest, "config": config.to_dict(), "name": name, "label": label, "owner": owner}
+    text = json.dumps({**request, "sweep": values}, sort_keys=True, default=str)
+    return hashlib.sha1(text.encode()).hexdigest()
+
+
+def _active_requests(root: Path) -> dict[str, str]:
+    """Request key -> id of each run that is queued or running."""
+    return {
+        raw["job"]["request"]: folder.name
+        for folder in _run_folders(root)
+        if (raw := _load_run(folder))
+        and raw["state"] in ACTIVE_STATES
+        and isinstance(raw["job"].get("request"), str)
+    }
+
+
 def _check_quotas(root: Path, owner: str | None, configs: list[TrainConfig], *, sweep: bool) -> None:
     """Refuse (``QuotaError``, one sentence) what the class quotas do not allow; only when hosted."""
     if owner is not None and not is_user_id(owner):
@@ -319,20 +348,31 @@ def submit(
     *,
     owner: str | None = None,
     sweep: dict | None = None,
+    once: bool = False,
     root: str | os.PathLike | None = None,
 ) -> str:
     """Queue a training run of ``config`` on ``dataset`` for ``owner``; start its worker; return the run id.
 
     Returns at once: the worker waits for a free slot, then trains. ``owner`` is a user id
     (:class:`fertools.users.User`), recorded in job.json; None makes the run nobody's, which a
-    hosted server refuses. Raises ``ValueError`` with one sentence if ``config`` cannot work,
-    and on a hosted server ``QuotaError`` (a ``ValueError``) if a class quota does not allow it.
+    hosted server refuses. With ``once``, the same request (dataset, config, name, label and
+    owner) while an earlier one is still queued or running returns the earlier run's id instead
+    of queueing another: a double click on Start queues one run. Raises ``ValueError`` with one
+    sentence if ``config`` cannot work, and on a hosted server ``QuotaError`` (a ``ValueError``)
+    if a class quota does not allow it.
     """
     config.validate()
     root = _root(root)
+    digest = dataset_digest(dataset)
     with _queue_lock(root):
+        values = (sweep or {}).get("values")
+        request = _request(digest, config, _run_name(config, name), dataset_label, owner, values)
+        if once and (earlier := _active_requests(root).get(request)):
+            return earlier
         _check_quotas(root, owner, [config], sweep=False)
-        return _queue(dataset, config, name, dataset_label, owner=owner, sweep=sweep, root=root)
+        return _queue(
+            dataset, config, name, dataset_label, owner=owner, sweep=sweep, root=root, digest=digest
+        )
 
 
 def _queue(
@@ -344,8 +384,10 @@ def _queue(
     owner: str | None,
     sweep: dict | None,
     root: Path,
+    digest: str,
 ) -> str:
-    dataset_path = save_dataset(dataset, root, owner)
+    name = _run_name(config, name)
+    dataset_path = _save_dataset(dataset, root, owner, digest)
     run_id = new_run_id()
     while (root / run_id).exists():
         run_id = new_run_id()
@@ -354,7 +396,7 @@ def _queue(
     created = time.time()
     job = {
         "id": run_id,
-        "name": name or f"{config.architecture}, {config.epochs} epochs, batch {config.batch_size}",
+        "name": name,
         "created": created,
         "created_iso": datetime.fromtimestamp(created).isoformat(timespec="seconds"),
         "owner": owner,
@@ -362,6 +404,7 @@ def _queue(
         "dataset": {"path": str(dataset_path), "label": dataset_label, "size": len(dataset)},
         "config": config.to_dict(),
         "sweep": sweep,
+        "request": _request(digest, config, name, dataset_label, owner, (sweep or {}).get("values")),
         "state": "queued",
     }
     run = RunDir(run_dir)
@@ -399,15 +442,17 @@ def sweep(
     dataset_label: str = "",
     *,
     owner: str | None = None,
+    once: bool = False,
     root: str | os.PathLike | None = None,
 ) -> list[str]:
     """Queue one run per combination of ``grid`` values over ``base`` for ``owner``; return the run ids.
 
     ``grid`` maps TrainConfig fields to values, e.g. ``{"batch_size": [32, 64,
     128, 256], "epochs": [50, 100]}`` (the internship report's Table 1) queues
-    eight runs. Raises ``ValueError`` for an unknown field or an empty list, and
-    on a hosted server ``QuotaError`` if the quotas do not allow every run (then
-    none is queued).
+    eight runs. With ``once``, a sweep whose every run is already queued or
+    running returns those runs instead (as :func:`submit` does). Raises
+    ``ValueError`` for an unknown field or an empty list, and on a hosted server
+    ``QuotaError`` if the quotas do not allow every run (then none is queued).
     """
     unknown = [key for key in grid if key not in type(base).__dataclass_fields__]
     if unknown:
@@ -419,25 +464,33 @@ def sweep(
     configs = [replace(base, **combo) for combo in combos]
     for config in configs:  # all or nothing: check every config before queueing any
         config.validate()
+    names = ["sweep " + ", ".join(f"{key}={value}" for key, value in combo.items()) for combo in combos]
     root = _root(root)
+    digest = dataset_digest(dataset)
     sweep_id = new_run_id()
-    run_ids = []
     with _queue_lock(root):
+        if once:
+            active = _active_requests(root)
+            earlier = [
+                active.get(_request(digest, config, name, dataset_label, owner, combo))
+                for combo, config, name in zip(combos, configs, names)
+            ]
+            if all(earlier):
+                return earlier
         _check_quotas(root, owner, configs, sweep=True)
-        for combo, config in zip(combos, configs):
-            name = "sweep " + ", ".join(f"{key}={value}" for key, value in combo.items())
-            run_ids.append(
-                _queue(
-                    dataset,
-                    config,
-                    name,
-                    dataset_label,
-                    owner=owner,
-                    sweep={"id": sweep_id, "values": combo},
-                    root=root,
-                )
+        return [
+            _queue(
+                dataset,
+                config,
+                name,
+                dataset_label,
+                owner=owner,
+                sweep={"id": sweep_id, "values": combo},
+                root=root,
+                digest=digest,
             )
-    return run_ids
+            for combo, config, name in zip(combos, configs, names)
+        ]
 
 
 # --- reading runs ----------------------------------------------------------------------------

@@ -83,18 +83,20 @@ def _digest(domain: str, key: str) -> str:
     return hashlib.sha256(f"{domain}\0{key}".encode()).hexdigest()[:_HASH_DIGITS]
 
 
-def logged_in(key: str, name: str = "") -> User:
-    """The user a login provider vouches for: ``key`` is their email (or issuer and subject).
+def logged_in(subject: str, name: str = "", hint: str = "") -> User:
+    """The user a login provider vouches for.
 
-    The id is a readable part (the email's local part) and a hash of the whole key, so
-    ``a.b@x.org`` and ``a-b@x.org`` stay two users. Raises ``ValueError`` for an empty key.
+    ``subject`` tells them from everyone else (the provider's issuer and subject, or their
+    email); ``hint`` (an email) gives the id a readable start and ``name`` is shown. The id
+    ends in a hash of the whole subject, so ``a.b@x.org`` and ``a-b@x.org`` stay two users.
+    Raises ``ValueError`` for an empty subject.
     """
-    key = key.strip()
-    if not key:
-        raise ValueError("The login gave no email or subject to tell this user from others.")
-    readable = _slug(key.split("@", 1)[0]) or "user"
-    display = " ".join(str(name or key).split())[:80] or readable
-    return User(f"{readable}-{_digest('login', key.lower())}", display)
+    subject = subject.strip()
+    if not subject:
+        raise ValueError("The login gave no subject or email to tell this user from others.")
+    readable = _slug((hint or subject).split("@", 1)[0]) or "user"
+    display = " ".join(str(name or hint or readable).split())[:80] or readable
+    return User(f"{readable}-{_digest('login', subject)}", display)
 
 
 def anonymous(token: str) -> User:

@@ -13,7 +13,9 @@ import streamlit as st
 from fertools import data, stats
 from fertools.constants import FER2013_CLASSES, data_dir
 from fertools.synthetic import SYNTHETIC_NOTE
+from fertools.users import QuotaError, Quotas, hosted
 from ui.common import available_sources, get_dataset, load_upload, page_setup, use_dataset
+from ui.identity import count_upload, literal
 
 UPLOAD = "⬆️ Upload a file…"
 SAMPLE_COLUMNS = 8  # 8 faces at 2x fit the main column without being shrunk
@@ -71,7 +73,7 @@ def reshuffle() -> None:
 
 def use(source: str, label: str) -> None:
     use_dataset(source, label)
-    st.toast(f"Now using {label} on every page.", icon="✅")
+    st.toast(f"Now using {literal(label)} on every page.", icon="✅")
 
 
 # --- source ----------------------------------------------------------------------------------
@@ -97,8 +99,17 @@ try:
             "CSV (fer2013.csv or label,p0..p2303), a zip of <class>/ image folders, or a FER Lab .npz",
             type=["csv", "zip", "npz"],
         )
+        if hosted():
+            st.caption(
+                "Where your upload goes: it stays in this browser session's memory on the server, never "
+                "on its disk, and is forgotten when you close or reload the page. Training on it saves a "
+                "copy with your runs, which only you and the teacher can reach; deleting your last run "
+                "that uses it deletes that copy. Uploads may add up to "
+                f"{Quotas.from_env().max_upload_mb} MB per session."
+            )
         if uploaded is not None:
-            with st.spinner(f"Reading {uploaded.name}…"):
+            count_upload(uploaded.file_id, uploaded.size)  # before parsing: QuotaError if over
+            with st.spinner(f"Reading {literal(uploaded.name)}…"):
                 source, label = load_upload(uploaded.name, uploaded.getvalue()), uploaded.name
         elif current.startswith("upload:"):
             source, label = current, st.session_state["dataset_label"]
@@ -110,15 +121,18 @@ try:
     else:
         source, label = sources[choice], choice
     with st.spinner(
-        f"Loading {label}… (a large CSV takes several seconds the first time, then comes from a cache)"
+        f"Loading {literal(label)}… (a large CSV takes several seconds the first time, then comes from a cache)"
     ):
         dataset = get_dataset(source)
+except QuotaError as error:
+    st.error(str(error))
+    st.stop()
 except (data.DatasetError, OSError, ValueError) as error:
-    st.error(f"Could not load this dataset: {error}")
+    st.error(f"Could not load this dataset: {literal(error)}")
     st.stop()
 
 header, action = st.columns([4, 1], vertical_alignment="center")
-header.markdown(f"**{label}** · {dataset.describe()}")
+header.markdown(f"**{literal(label)}** · {dataset.describe()}")
 if current == source:
     action.success("In use", icon="✅")
 else:
@@ -140,7 +154,7 @@ for column, (name, size) in zip(metric_columns[2:], counts.split_sizes.items()):
 metric_columns[-1].metric("Rejected rows", f"{len(dataset.rejected):,}")
 
 if len(dataset) == 0:
-    st.error(f"{label} holds no usable faces.")
+    st.error(f"{literal(label)} holds no usable faces.")
     show_rejected(dataset)
     st.stop()
 

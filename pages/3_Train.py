@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import re
 from functools import partial
 
@@ -17,7 +18,9 @@ from fertools.config import CLASS_WEIGHTS, OPTIMIZERS, PRESETS, SCHEDULES, Augme
 from fertools.data import DatasetError
 from fertools.modelcard import ModelLoadError
 from fertools.runs import PREDICTIONS, RunDir
+from fertools.users import MiB, QuotaError, Quotas, User, hosted
 from ui.common import get_dataset, page_setup
+from ui.identity import current_user, literal
 
 page_setup("Train", "🏋️")
 
@@ -179,10 +182,11 @@ def _confusion_figure(confusion: np.ndarray, classes: list[str], normalise: bool
         matrix = np.divide(confusion, totals, out=np.zeros(confusion.shape), where=totals > 0)
     else:
         matrix = confusion
+    labels = [html.escape(name) for name in classes]  # plotly renders some HTML in labels
     figure = px.imshow(
         matrix,
-        x=classes,
-        y=classes,
+        x=labels,
+        y=labels,
         color_continuous_scale="Blues",
         text_auto=".0%" if normalise else True,
         labels={"x": "predicted", "y": "true", "color": "share" if normalise else "faces"},
@@ -195,7 +199,7 @@ def _confusion_figure(confusion: np.ndarray, classes: list[str], normalise: bool
 # --- page sections ----------------------------------------------------------------------------
 
 
-def configure_section(dataset) -> None:
+def configure_section(dataset, user: User) -> None:
     st.header("Configure a run")
     left, right = st.columns([1, 1], gap="large")
     with left:
@@ -296,7 +300,17 @@ def configure_section(dataset) -> None:
 
     if dataset is None:
         return
-    st.caption(f"**Dataset:** {st.session_state['dataset_label']} — {dataset.describe()}")
+    st.caption(f"**Dataset:** {literal(st.session_state['dataset_label'])} — {dataset.describe()}")
+    if hosted():
+        quotas = Quotas.from_env()
+        st.caption(
+            f"On this class server: at most {quotas.max_runs_per_user} of your runs queued or training at "
+            f"once (a sweep up to {max(quotas.max_runs_per_user, quotas.max_sweep_runs)}), "
+            f"{quotas.max_epochs} epochs a run, {quotas.max_jobs} training(s) at a time for the whole "
+            f"class; your runs use {jobs.disk_used(user.id) / MiB:,.0f} of {quotas.max_user_disk_mb} MB. "
+            "A run keeps a copy of the dataset it trains on, which only you and the teacher can reach; "
+            "deleting your runs deletes it."
+        )
     if st.button("Start training", type="primary"):
         try:
             run_id = jobs.submit(
@@ -304,8 +318,11 @@ def configure_section(dataset) -> None:
                 _config_from_widgets(),
                 st.session_state["train_name"].strip() or None,
                 st.session_state["dataset_label"],
+                owner=user.id,
                 once=True,  # a double click queues one run, not two
             )
+        except QuotaError as error:
+            st.error(str(error))
         except (ValueError, jobs.JobError) as error:
             st.error(f"Cannot start: {error}")
         else:
@@ -328,7 +345,15 @@ def _duration(seconds: float | None) -> str:
     return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
 
 
-def live_view(run_id: str, shown_state: str) -> None:
+def _cancel(run_id: str, user: User) -> None:
+    # A callback, so the rerun already shows the run cancelling; a refusal is shown by live_view.
+    try:
+        jobs.cancel(run_id, user=user)
+    except jobs.JobError as error:
+        st.session_state["train_cancel_error"] = str(error)
+
+
+def live_view(run_id: str, shown_state: str, user: User) -> None:
     """Status, progress and curves of one run; reruns itself while the run is active."""
     try:
         run = jobs.get_run(run_id)
@@ -337,11 +362,13 @@ def live_view(run_id: str, shown_state: str) -> None:
         return
     if run.state != shown_state and shown_state in jobs.ACTIVE_STATES and not run.active:
         st.rerun()  # the run just ended: redraw the whole page to show its results
-    st.subheader(f"{STATE_ICONS.get(run.state, '')} {run.name}")
+    allowed = jobs.permissions(run, user)
+    st.subheader(f"{STATE_ICONS.get(run.state, '')} {literal(run.name)}")
     config = run.config
+    dataset_label = literal(run.dataset_label or "–") if allowed.can_see_dataset_name else "(its owner's)"
     st.caption(
         f"Run `{run.id}` · {config.architecture}, {config.epochs} epochs, batch {config.batch_size}, "
-        f"{config.optimizer} lr {config.learning_rate:g} · dataset: {run.dataset_label or '–'}"
+        f"{config.optimizer} lr {config.learning_rate:g} · dataset: {dataset_label}"
     )
 
     if run.state == "queued":
@@ -363,22 +390,25 @@ def live_view(run_id: str, shown_state: str) -> None:
         rate = progress.get("images_per_second")
         c.metric("Faces per second", f"{rate:,.0f}" if rate else "–")
         st.progress(progress["fraction"], text=f"Whole run: {progress['fraction']:.0%}")
-    elif run.state == "failed":
+    elif run.state == "failed" and allowed.manages:
         st.error(f"This run failed: {run.reason or 'no reason recorded'}")
+    elif run.state == "failed":
+        st.error("This run failed.")
     elif run.state == "cancelled":
         st.warning(f"{(run.reason or 'cancelled').capitalize()}.")
 
-    if run.active and run.managed:
+    if message := st.session_state.pop("train_cancel_error", None):
+        st.error(message)
+    if run.active and allowed.can_cancel:
         if run.cancel_requested:
             st.caption("Cancelling… the run stops after its current batch and keeps its best epoch.")
         else:
-            # A callback runs before the rerun, so the rerun already shows the run cancelling.
-            st.button("Cancel this run", key=f"cancel_{run.id}", on_click=jobs.cancel, args=(run.id,))
+            st.button("Cancel this run", key=f"cancel_{run.id}", on_click=_cancel, args=(run.id, user))
 
     history = jobs.history(run.id)
     if history or run.state == "running":
         st.plotly_chart(_curves_figure(history, config.epochs), key=f"curves_{run.id}")
-    if run.state == "failed":
+    if run.state == "failed" and allowed.can_see_dataset_name:  # the log names files and paths
         log = run.run.log_path
         if log.exists():
             with st.expander("Worker log (last lines)"):
@@ -390,7 +420,7 @@ def live_view(run_id: str, shown_state: str) -> None:
                 st.code("\n".join(lines[-40:]) or "(empty)")
 
 
-def results_section(run: jobs.RunInfo) -> None:
+def results_section(run: jobs.RunInfo, allowed: jobs.Permissions) -> None:
     metrics = run.metrics or {}
     if "confusion" not in metrics:
         return
@@ -433,11 +463,41 @@ def results_section(run: jobs.RunInfo) -> None:
             "faces of this class, the share found. F1: their harmonic mean."
         )
     with tabs[2]:
-        mistakes_gallery(run, classes, confusion)
+        if allowed.can_see_faces:
+            mistakes_gallery(run, classes, confusion)
+        else:
+            st.caption(f"Only {_managers(run)} see this run's validation faces, unless its owner shares it.")
     with tabs[3]:
         diagnosis(run)
     with tabs[4]:
-        model_actions(run)
+        if allowed.can_download:
+            model_actions(run)
+        else:
+            st.caption(f"Only {_managers(run)} may use or download this model, unless its owner shares it.")
+
+
+def _managers(run: jobs.RunInfo) -> str:
+    return "its owner and the teacher" if run.owner else "the teacher"
+
+
+def whose_run(run: jobs.RunInfo, allowed: jobs.Permissions) -> str | None:
+    """One sentence on why a run's faces, model or controls are hidden; None when nothing is."""
+    if allowed.manages:
+        return None
+    if run.owner is None:
+        return (
+            "This run belongs to no one (it predates this server's users, or came from the command line): "
+            "you see its curves and scores; only the teacher manages it."
+        )
+    if run.shared:
+        return (
+            "A classmate's run, shared with the class: you may see its faces and use its model; "
+            "only its owner and the teacher manage it."
+        )
+    return (
+        "A classmate's run: you see its curves and scores; its faces, model and controls are for its "
+        "owner and the teacher."
+    )
 
 
 def mistakes_gallery(run: jobs.RunInfo, classes: list[str], confusion: np.ndarray) -> None:
@@ -463,7 +523,7 @@ def mistakes_gallery(run: jobs.RunInfo, classes: list[str], confusion: np.ndarra
     true_index, pred_index = classes.index(true_name), classes.index(pred_name)
     rows = np.flatnonzero((labels == true_index) & (predicted == pred_index))
     st.caption(
-        f"{len(rows)} {true_name} face(s) predicted as {pred_name}"
+        f"{len(rows)} {literal(true_name)} face(s) predicted as {literal(pred_name)}"
         + (f"; the {GALLERY_SIZE} most confident shown." if len(rows) > GALLERY_SIZE else ".")
     )
     rows = rows[np.argsort(-probabilities[rows, pred_index])][:GALLERY_SIZE]
@@ -533,14 +593,56 @@ def model_actions(run: jobs.RunInfo) -> None:
                 st.rerun()
 
 
-def runs_section(runs: list[jobs.RunInfo], dataset) -> None:
+def _whose(run: jobs.RunInfo, user: User) -> str:
+    if run.owner is not None and run.owner == user.id:
+        return "you"
+    if run.owner is None:
+        return "no one"
+    if user.is_teacher:
+        return run.owner
+    return "classmate, shared" if run.shared else "classmate"
+
+
+def leaderboard(runs: list[jobs.RunInfo], user: User) -> None:
+    finished = sorted((run for run in runs if run.accuracy is not None), key=lambda run: -run.accuracy)
+    if not finished:
+        return
+    st.subheader("Leaderboard")
+    st.dataframe(
+        pd.DataFrame(
+            [
+                {
+                    "rank": rank,
+                    "name": run.name,
+                    "whose": _whose(run, user),
+                    "architecture": run.config.architecture,
+                    "epochs": run.config.epochs,
+                    "val. accuracy": run.accuracy,
+                    "macro F1": (run.metrics or {}).get("macro_f1"),
+                }
+                for rank, run in enumerate(finished[:10], start=1)
+            ]
+        ),
+        hide_index=True,
+        column_config={
+            "val. accuracy": st.column_config.ProgressColumn(format="percent", min_value=0, max_value=1),
+            "macro F1": st.column_config.NumberColumn(format="%.3f"),
+        },
+    )
+
+
+def runs_section(runs: list[jobs.RunInfo], dataset, user: User) -> None:
     st.header("All runs")
+    if runs and hosted():
+        leaderboard(runs, user)
     if runs:
+        visible = {run.id: jobs.permissions(run, user) for run in runs}
         table = pd.DataFrame(
             [
                 {
                     "run": run.id,
                     "name": run.name,
+                    **({"whose": _whose(run, user)} if hosted() else {}),
                     "state": run.state,
                     "architecture": run.config.architecture,
                     "epochs": run.config.epochs,
@@ -551,7 +653,7 @@ def runs_section(runs: list[jobs.RunInfo], dataset) -> None:
                     "val. accuracy": run.accuracy,
                     "macro F1": (run.metrics or {}).get("macro_f1"),
                     "minutes": round(run.elapsed / 60, 1) if run.elapsed is not None else None,
-                    "dataset": run.dataset_label,
+                    "dataset": run.dataset_label if visible[run.id].can_see_dataset_name else "(its owner's)",
                 }
                 for run in runs
             ]
@@ -566,8 +668,8 @@ def runs_section(runs: list[jobs.RunInfo], dataset) -> None:
             },
         )
         compare_runs(runs)
-    sweep_form(dataset)
-    sweep_results(runs)
+    sweep_form(dataset, user)
+    sweep_results(runs, user)
 
 
 def compare_runs(runs: list[jobs.RunInfo]) -> None:
@@ -575,6 +677,7 @@ def compare_runs(runs: list[jobs.RunInfo]) -> None:
     if len(with_curves) < 1:
         return
     labels = {run.id: f"{run.id} · {run.name}" for run in with_curves}
+    legend = {label: html.escape(label) for label in labels.values()}  # plotly renders some HTML
     if "train_compare" not in st.session_state:
         st.session_state["train_compare"] = [run.id for run in with_curves if run.state == "finished"][:3]
     # Runs may have been deleted since the last visit: keep only those still listed.
@@ -587,7 +690,7 @@ def compare_runs(runs: list[jobs.RunInfo]) -> None:
         for i, row in enumerate(jobs.history(run_id)):
             value = row.get("val_accuracy", row.get("accuracy"))
             rows.append(
-                {"run": labels[run_id], "epoch": int(row.get("epoch", i)) + 1, "val. accuracy": value}
+                {"run": legend[labels[run_id]], "epoch": int(row.get("epoch", i)) + 1, "val. accuracy": value}
             )
     if rows:
         figure = px.line(pd.DataFrame(rows), x="epoch", y="val. accuracy", color="run", markers=True)
@@ -595,7 +698,7 @@ def compare_runs(runs: list[jobs.RunInfo]) -> None:
         st.plotly_chart(figure, key="compare_curves")
 
 
-def sweep_form(dataset) -> None:
+def sweep_form(dataset, user: User) -> None:
     st.subheader("Sweep: batch size × epochs")
     st.caption(
         "Queues one run per combination, with every other setting as configured above (the "
@@ -616,8 +719,11 @@ def sweep_form(dataset) -> None:
                 _config_from_widgets(),
                 {"batch_size": sorted(batch_sizes), "epochs": sorted(epochs)},
                 st.session_state["dataset_label"],
+                owner=user.id,
                 once=True,
             )
+        except QuotaError as error:
+            st.error(str(error))
         except (ValueError, jobs.JobError) as error:
             st.error(f"Cannot queue the sweep: {error}")
         else:
@@ -628,7 +734,7 @@ def sweep_form(dataset) -> None:
         st.success(message)
 
 
-def sweep_results(runs: list[jobs.RunInfo]) -> None:
+def sweep_results(runs: list[jobs.RunInfo], user: User) -> None:
     sweeps: dict[str, list[jobs.RunInfo]] = {}
     for run in runs:
         if run.sweep:
@@ -661,12 +767,12 @@ def sweep_results(runs: list[jobs.RunInfo]) -> None:
         hide_index=True,
         column_config={"val. accuracy": st.column_config.NumberColumn(format="percent")},
     )
-    unfinished = [run.id for run in group if run.active and run.managed]
+    unfinished = [run.id for run in group if run.active and jobs.permissions(run, user).can_cancel]
     if unfinished and st.button(
         f"Cancel this sweep's {len(unfinished)} unfinished run(s)", key="train_sweep_cancel"
     ):
         for run_id in unfinished:
-            jobs.cancel(run_id)
+            jobs.cancel(run_id, user=user)
         st.rerun()
     done = table.dropna(subset=["val. accuracy"])
     if done.empty:
@@ -703,7 +809,8 @@ except DatasetError as error:
     st.error(f"The dataset in use cannot be loaded: {error} Choose another one on the Data page.")
     current_dataset = None
 
-configure_section(current_dataset)
+user = current_user()
+configure_section(current_dataset, user)
 
 st.header("Watch a run")
 all_runs = jobs.list_runs()
@@ -718,22 +825,36 @@ else:
     selected = by_id[
         pick.selectbox("Run", run_ids, format_func=lambda i: _run_label(by_id[i]), key="train_run")
     ]
-    with remove.popover("Delete…", disabled=selected.active or not selected.managed):
-        st.caption(f"Delete run {selected.id} and everything it saved?")
-        if st.button("Delete for good", type="primary", key="train_delete"):
-            try:
-                jobs.delete_run(selected.id)
-            except jobs.JobError as error:
-                st.error(str(error))
-            else:
-                if st.session_state.get("model_dir", "").startswith(str(selected.run_dir)):
-                    del st.session_state["model_dir"]  # init_state restores the default model
-                del st.session_state["train_run"]
-                st.rerun()
+    allowed = jobs.permissions(selected, user)
+    if allowed.manages:  # a run from the command line shows a disabled popover, as a hint
+        with remove.popover("Delete…", disabled=selected.active or not allowed.can_delete):
+            st.caption(f"Delete run {selected.id} and everything it saved?")
+            if st.button("Delete for good", type="primary", key="train_delete"):
+                try:
+                    jobs.delete_run(selected.id, user=user)
+                except jobs.JobError as error:
+                    st.error(str(error))
+                else:
+                    if st.session_state.get("model_dir", "").startswith(str(selected.run_dir)):
+                        del st.session_state["model_dir"]  # init_state restores the default model
+                    del st.session_state["train_run"]
+                    st.rerun()
+    if reason := whose_run(selected, allowed):
+        st.caption(reason)
+    elif hosted() and allowed.can_share:
+        # The key follows the state, so a share made elsewhere (the teacher) shows on the next run.
+        st.toggle(
+            "Share with the class",
+            value=selected.shared,
+            key=f"train_share_{selected.id}_{selected.shared}",
+            on_change=jobs.share,
+            args=(selected.id, user, not selected.shared),
+            help="Classmates may then see this run's validation faces and use or download its model.",
+        )
     # NOTE: only this fragment refreshes while a run is active; the rest of the page stays put.
     live = st.fragment(live_view, run_every=REFRESH_SECONDS if selected.active else None)
-    live(selected.id, selected.state)
+    live(selected.id, selected.state, user)
     if not selected.active:
-        results_section(selected)
+        results_section(selected, allowed)
 
-runs_section(all_runs, current_dataset)
+runs_section(all_runs, current_dataset, user)

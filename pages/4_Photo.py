@@ -14,7 +14,9 @@ from fertools.preprocess import load_photo
 from fertools.recognize import CLASS_COLOURS, draw_faces
 from fertools.samples import sample_crop, sample_photo
 from fertools.synthetic import SYNTHETIC_NOTE
+from fertools.users import QuotaError
 from ui.common import get_recognizer, model_picker, page_setup
+from ui.identity import count_upload
 
 UPLOAD, SAMPLE = "Upload a photo", "Sample picture"
 PORTRAIT, CROP = "Portrait", "48×48 crop"
@@ -108,6 +110,11 @@ if source == UPLOAD:
     )
     if uploaded is None:
         st.info("Upload a photo, or switch to a sample picture. Photos are processed in memory and not kept.")
+        st.stop()
+    try:
+        count_upload(uploaded.file_id, uploaded.size)  # a hosted server's upload quota per session
+    except QuotaError as error:
+        st.error(str(error))
         st.stop()
     try:
         frame = load_photo(uploaded.getvalue())

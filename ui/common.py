@@ -19,10 +19,11 @@ os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
 
 import streamlit as st  # noqa: E402
 
-from fertools import data  # noqa: E402
-from fertools.constants import DEFAULT_MODEL_DIR, data_dir, runs_dir  # noqa: E402
+from fertools import data, jobs  # noqa: E402
+from fertools.constants import DEFAULT_MODEL_DIR, data_dir, hosted, runs_dir  # noqa: E402
 from fertools.modelcard import MODEL_FILE, ModelCard, ModelLoadError, read_card  # noqa: E402
 from fertools.recognize import Recognizer  # noqa: E402
+from ui import identity  # noqa: E402
 
 BUILTIN = "builtin"
 DEFAULTS = {
@@ -46,6 +47,7 @@ def page_setup(title: str, icon: str = "🙂") -> None:
     """
     st.set_page_config(page_title=f"{title} · FER Lab", page_icon=icon, layout="wide")
     init_state()
+    identity.setup()  # on a hosted server: login or class code first (they stop the page)
     from ui import frame
 
     if not frame.inside():
@@ -115,7 +117,10 @@ def available_sources() -> dict[str, str]:
 
 
 def model_choices() -> dict[str, str]:
-    """Label -> model folder: the shipped model, then every finished run, newest first."""
+    """Label -> model folder: the shipped model, then every finished run, newest first.
+
+    On a hosted server only the runs whose model this user may download (theirs, shared ones).
+    """
     choices = {}
     if (DEFAULT_MODEL_DIR / MODEL_FILE).exists():
         choices["Shipped model (models/default)"] = str(DEFAULT_MODEL_DIR)
@@ -126,6 +131,10 @@ def model_choices() -> dict[str, str]:
             key=lambda p: p.stat().st_mtime,
             reverse=True,
         )
+        if hosted():
+            user = identity.current_user()
+            allowed = {run.id for run in jobs.list_runs(root) if jobs.permissions(run, user).can_download}
+            folders = [folder for folder in folders if folder.parent.name in allowed]
         for folder in folders:
             choices[f"Run {folder.parent.name}"] = str(folder)
     return choices
