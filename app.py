@@ -14,8 +14,8 @@ page = st.navigation(
             entry.path,
             title=entry.title,
             icon=entry.icon,
-            url_path="" if entry.path == "pages/home.py" else entry.title,
-            default=entry.path == "pages/home.py",
+            url_path="" if entry.path == "app_pages/home.py" else entry.title,
+            default=entry.path == "app_pages/home.py",
         )
         for entry in PAGES
     ]

@@ -61,7 +61,7 @@ def test_the_router_names_every_page_and_switches_between_them(tiny_csv):
     at = app("app.py").run()
     assert not at.exception
     assert "Home" in [element.value for element in at.title][0] or at.title[0].value == "🙂 FER Lab"
-    for path, title in (("pages/1_Dataset.py", "Dataset"), ("pages/2_Augmentation.py", "Augmentation")):
+    for path, title in (("app_pages/1_Dataset.py", "Dataset"), ("app_pages/2_Augmentation.py", "Augmentation")):
         at.switch_page(path).run()
         assert not at.exception
         assert title in at.title[0].value
@@ -78,7 +78,7 @@ def test_the_frame_turns_a_page_failure_into_one_sentence(tiny_csv, monkeypatch)
     monkeypatch.setenv("FERLAB_HOSTED", "1")
     monkeypatch.setattr(ui.common, "available_sources", broken)
     at = app("app.py").run()
-    at.switch_page("pages/1_Dataset.py").run()
+    at.switch_page("app_pages/1_Dataset.py").run()
     assert not at.exception  # caught by the frame, not shown as a traceback
     (error,) = at.error
     assert "Something went wrong on this page (reference" in error.value
@@ -87,7 +87,7 @@ def test_the_frame_turns_a_page_failure_into_one_sentence(tiny_csv, monkeypatch)
 
 
 def test_dataset_page_loads_uses_and_reports(tiny_csv):
-    at = app("pages/1_Dataset.py").run()
+    at = app("app_pages/1_Dataset.py").run()
     assert not at.exception
     assert metrics(at)["Faces"] == "4,200"  # the built-in set
     options = at.selectbox(key="dataset_choice").options
@@ -120,7 +120,7 @@ def test_dataset_page_loads_uses_and_reports(tiny_csv):
 def test_dataset_page_reports_bad_files_in_one_sentence(ferlab_dirs):
     (ferlab_dirs["data"] / "notes.csv").write_text("this,is\nnot,faces\n")
     (ferlab_dirs["data"] / "all_bad.csv").write_text("emotion,pixels,Usage\n9,1 2 3,Training\n0,1 2,Oops\n")
-    at = app("pages/1_Dataset.py").run()
+    at = app("app_pages/1_Dataset.py").run()
     at.selectbox(key="dataset_choice").set_value("notes.csv").run()
     assert not at.exception
     assert len(at.error) == 1
@@ -134,7 +134,7 @@ def test_dataset_page_reports_bad_files_in_one_sentence(ferlab_dirs):
 
 
 def test_augmentation_page_hands_settings_to_training(tiny_csv):
-    at = app("pages/2_Augmentation.py").run()
+    at = app("app_pages/2_Augmentation.py").run()
     assert not at.exception
     assert at.session_state["augment_config"] is None
 
@@ -163,7 +163,7 @@ def tiny_run_model(tiny_model_dir: Path, ferlab_dirs: dict[str, Path]) -> Path:
 
 
 def test_photo_page_sample_and_whole_image(tiny_run_model):
-    at = app("pages/4_Photo.py")
+    at = app("app_pages/4_Photo.py")
     at.session_state["model_dir"] = str(tiny_run_model)
     at.run()
     assert not at.exception

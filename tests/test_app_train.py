@@ -1,4 +1,4 @@
-"""The Train page (pages/3_Train.py) under Streamlit's AppTest.
+"""The Train page (app_pages/3_Train.py) under Streamlit's AppTest.
 
 The page reads the dataset in use from session state; the tests point it at a
 tiny built-in set saved as an .npz, so the one real training run takes seconds.
@@ -20,11 +20,11 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from fertools import jobs
+from fertools.config import PRESETS, TrainConfig
 from fertools.data import save_npz
 from fertools.evaluate import report
-from fertools.config import PRESETS, TrainConfig
 
-PAGE = str(Path(__file__).resolve().parent.parent / "pages" / "3_Train.py")
+PAGE = str(Path(__file__).resolve().parent.parent / "app_pages" / "3_Train.py")
 
 
 @pytest.fixture

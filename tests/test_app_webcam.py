@@ -21,7 +21,7 @@ from streamlit.testing.v1 import AppTest
 
 from fertools.webcam import ENDED_EARLY, StreamWatch, demo_frame
 
-PAGE = str(Path(__file__).resolve().parent.parent / "pages" / "5_Webcam.py")
+PAGE = str(Path(__file__).resolve().parent.parent / "app_pages" / "5_Webcam.py")
 
 
 class FakeState(NamedTuple):

@@ -30,8 +30,8 @@ from tests.test_jobs import ONE_EPOCH, pid_gone, slot_held, wait_for, worker_pid
 from ui.identity import CLASS_PASS_PARAM, VISITOR_PARAM, literal
 
 ROOT = Path(__file__).resolve().parent.parent
-TRAIN = str(ROOT / "pages" / "3_Train.py")
-DATASET = str(ROOT / "pages" / "1_Dataset.py")
+TRAIN = str(ROOT / "app_pages" / "3_Train.py")
+DATASET = str(ROOT / "app_pages" / "1_Dataset.py")
 TIMEOUT = 180
 
 ALICE_KEY, BOB_KEY = "alice-visitor-key-0001", "bob-visitor-key-000002"

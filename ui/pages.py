@@ -13,30 +13,30 @@ class PageEntry(NamedTuple):
 
 
 PAGES: tuple[PageEntry, ...] = (
-    PageEntry("pages/home.py", "Home", "🙂", "What FER Lab is and what is in use right now."),
+    PageEntry("app_pages/home.py", "Home", "🙂", "What FER Lab is and what is in use right now."),
     PageEntry(
-        "pages/1_Dataset.py",
+        "app_pages/1_Dataset.py",
         "Dataset",
         "🗂️",
         "Browse a FER2013-style dataset: class balance, samples, pixel statistics, export.",
     ),
     PageEntry(
-        "pages/2_Augmentation.py",
+        "app_pages/2_Augmentation.py",
         "Augmentation",
         "🔀",
         "See what rotation, zoom, shifts, flips and erasing do to faces.",
     ),
     PageEntry(
-        "pages/3_Train.py",
+        "app_pages/3_Train.py",
         "Train",
         "🏋️",
         "Train a network in the background, watch its curves, read its mistakes.",
     ),
     PageEntry(
-        "pages/4_Photo.py",
+        "app_pages/4_Photo.py",
         "Photo",
         "🖼️",
         "Find the faces in a photo and see each one's probabilities and Grad-CAM.",
     ),
-    PageEntry("pages/5_Webcam.py", "Webcam", "📷", "Live recognition on your camera, in the browser."),
+    PageEntry("app_pages/5_Webcam.py", "Webcam", "📷", "Live recognition on your camera, in the browser."),
 )

@@ -73,7 +73,7 @@ status_card(tf_column, "TensorFlow", tf_version)
 # --- the pages -----------------------------------------------------------------------------
 
 st.subheader("Pages")
-tools = [page for page in PAGES if page.path != "pages/home.py"]
+tools = [page for page in PAGES if page.path != "app_pages/home.py"]
 for row in range(0, len(tools), 3):
     for column, page in zip(st.columns(3), tools[row : row + 3]):
         with column.container(border=True, height="stretch"):
