@@ -9,7 +9,6 @@ hosted classroom (``FERLAB_HOSTED=1``) Streamlit's own error details are off too
 from __future__ import annotations
 
 import contextvars
-import html
 import logging
 import secrets
 
@@ -17,6 +16,7 @@ import streamlit as st
 
 from fertools.constants import hosted
 from ui.common import current_card, init_state
+from ui.identity import literal
 
 log = logging.getLogger("ferlab")
 _inside: contextvars.ContextVar[bool] = contextvars.ContextVar("ferlab_frame", default=False)
@@ -43,14 +43,8 @@ def sidebar_status(sidebar) -> None:
         model_text = card.name if card.name == card.architecture else f"{card.name} ({card.architecture})"
     if card and card.accuracy is not None:
         model_text += f", val. accuracy {card.accuracy:.1%}"
-    sidebar.caption(f"**Dataset:** {_plain(st.session_state['dataset_label'])}")
-    sidebar.caption(f"**Model:** {_plain(model_text)}")
-
-
-def _plain(text: str) -> str:
-    """``text`` escaped so that Markdown and HTML in it show literally."""
-    escaped = html.escape(str(text), quote=False)
-    return "".join("\\" + char if char in "\\`*_{}[]()#+-.!|<>~$:" else char for char in escaped)
+    sidebar.caption(f"**Dataset:** {literal(st.session_state['dataset_label'])}")
+    sidebar.caption(f"**Model:** {literal(model_text)}")
 
 
 def run(page) -> None:
