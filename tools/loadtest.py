@@ -27,8 +27,9 @@ run to end. Per N it reports:
 The browsers run on the same machine as the server, so with many students their CPU is part
 of the latencies (not of the server's CPU-seconds). ``--max-minutes`` (default 20) bounds the
 whole run: when it is spent the script stops cleanly and reports what it has (a cut row is
-marked). Exit code 0 when every upload succeeded, 1 otherwise, 2 for a bad option or a server
-or browser that cannot start.
+marked); Ctrl-C or SIGTERM stop it cleanly too, with the rows of the N already finished.
+Exit code 0 when every upload succeeded, 1 otherwise, 2 for a bad option or a server or
+browser that cannot start.
 """
 
 from __future__ import annotations
@@ -628,7 +629,12 @@ async def run_all(args, server: Server, photo_folder: Path, deadline: Deadline, 
 
     photos = [photos_for(photo_folder, index, args.uploads) for index in range(max(args.students))]
     async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=str(args.chromium), args=CHROMIUM_ARGS)
+        from playwright.async_api import Error as PlaywrightError
+
+        try:
+            browser = await playwright.chromium.launch(executable_path=str(args.chromium), args=CHROMIUM_ARGS)
+        except PlaywrightError as error:
+            raise RuntimeError(f"{args.chromium} did not start: {_first_line(error)}") from None
         try:
             if args.warmup:
                 warm = Student()
