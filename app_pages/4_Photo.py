@@ -7,7 +7,7 @@ import streamlit as st
 
 from fertools import stats
 from fertools.constants import FER2013_CLASSES
-from fertools.faces import DETECTOR_LABELS, DETECTORS, photo_detector, photo_detector_fallback
+from fertools.faces import photo_detector, photo_detector_fallback
 from fertools.gradcam import gradcam, overlay
 from fertools.modelcard import ModelLoadError
 from fertools.preprocess import load_photo
@@ -15,7 +15,7 @@ from fertools.recognize import CLASS_COLOURS, draw_faces
 from fertools.samples import sample_crop, sample_photo
 from fertools.synthetic import SYNTHETIC_NOTE
 from fertools.users import QuotaError
-from ui.common import get_recognizer, model_picker, page_setup
+from ui.common import detector_picker, get_recognizer, model_picker, page_setup
 from ui.identity import count_upload
 
 UPLOAD, SAMPLE = "Upload a photo", "Sample picture"
@@ -83,12 +83,9 @@ def probability_chart(probabilities: dict[str, float], top: str) -> go.Figure:
 source_column, model_column = st.columns([3, 2])
 with model_column:
     model_dir = model_picker(key="photo_model")
-    detector_name = st.selectbox(
-        "Face detector",
-        DETECTORS,
-        format_func=DETECTOR_LABELS.get,
-        key="photo_detector",
-        help="BlazeFace finds smaller and tilted faces and says how sure it is; the Haar cascade is "
+    detector_name = detector_picker(
+        "photo_detector",
+        "BlazeFace finds smaller and tilted faces and says how sure it is; the Haar cascade is "
         "the classic OpenCV detector, for comparison.",
     )
     mirror = st.toggle(

@@ -7,11 +7,10 @@ import time
 
 import streamlit as st
 
-from fertools.faces import DETECTOR_LABELS, DETECTORS
 from fertools.modelcard import ModelLoadError
 from fertools.preprocess import decode_image
 from fertools.webcam import FrameProcessor, StreamWatch, WebcamSettings, parse_ice_servers, timeline_figure
-from ui.common import get_recognizer, model_picker, page_setup
+from ui.common import detector_picker, get_recognizer, model_picker, page_setup
 
 try:
     import av
@@ -52,12 +51,9 @@ def ice_servers() -> tuple[list[dict], str | None]:
 model_column, face_column, smooth_column, toggle_column = st.columns([3, 2, 2, 2])
 with model_column:
     model_dir = model_picker(key="webcam_model")
-    detector_name = st.selectbox(
-        "Face detector",
-        DETECTORS,
-        format_func=DETECTOR_LABELS.get,
-        key="webcam_detector",
-        help="BlazeFace (short-range model, for faces near the camera) finds tilted faces and says how "
+    detector_name = detector_picker(
+        "webcam_detector",
+        "BlazeFace (short-range model, for faces near the camera) finds tilted faces and says how "
         "sure it is; the Haar cascade is the classic OpenCV detector, for comparison.",
     )
 with face_column:

@@ -174,3 +174,10 @@ def model_picker(key: str = "model_picker") -> str | None:
     label = st.selectbox("Model", labels, index=index, key=key)
     st.session_state["model_dir"] = choices[label]
     return choices[label]
+
+
+def detector_picker(key: str, help_text: str) -> str:
+    """A selectbox of the registered face detectors (``fertools.faces.DETECTORS``); returns the name."""
+    from fertools.faces import DETECTOR_LABELS, DETECTORS
+
+    return st.selectbox("Face detector", DETECTORS, format_func=DETECTOR_LABELS.get, key=key, help=help_text)
