@@ -61,7 +61,10 @@ def test_the_router_names_every_page_and_switches_between_them(tiny_csv):
     at = app("app.py").run()
     assert not at.exception
     assert "Home" in [element.value for element in at.title][0] or at.title[0].value == "🙂 FER Lab"
-    for path, title in (("app_pages/1_Dataset.py", "Dataset"), ("app_pages/2_Augmentation.py", "Augmentation")):
+    for path, title in (
+        ("app_pages/1_Dataset.py", "Dataset"),
+        ("app_pages/2_Augmentation.py", "Augmentation"),
+    ):
         at.switch_page(path).run()
         assert not at.exception
         assert title in at.title[0].value
@@ -201,3 +204,16 @@ def test_photo_page_sample_and_whole_image(tiny_run_model):
     at.radio(key="photo_source").set_value("Upload a photo").run()
     assert not at.exception
     assert at.info  # asks for a file
+
+
+def test_a_script_run_leaves_the_shared_keras_state_alone(tiny_csv, monkeypatch):
+    # Streamlit clears Keras' session after each run (a full GC and TensorFlow's kernel cache,
+    # under every other session's cached models); the frame turns that off.
+    import keras
+
+    cleared = []
+    monkeypatch.setattr(keras.backend, "clear_session", lambda *args, **kwargs: cleared.append(1))
+    at = app("app.py").run()
+    at.switch_page("app_pages/2_Augmentation.py").run()
+    assert not at.exception
+    assert cleared == []
