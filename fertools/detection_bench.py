@@ -1,7 +1,8 @@
 """Face detection and face alignment measured on frames composed from a folder of face crops.
 
 FER Lab ships no photos of people, so the benchmark builds its own frames: face
-crops (FER2013's 48x48 faces locally, synthetic faces in tests) pasted into
+crops (FER2013's 48x48 faces locally, synthetic faces in tests) pasted (by
+:func:`fertools.synthetic.paste_face`, FER Lab's one face paster) into
 cluttered, procedurally drawn backgrounds at known places, sizes and in-plane
 rotations, under changed lighting, several per frame, and some frames with no
 face at all. The ground truth is where each face was pasted.
@@ -36,6 +37,7 @@ import numpy as np
 from fertools.constants import IMAGE_SIZE
 from fertools.faces import Box, FaceDetector, find_faces
 from fertools.preprocess import to_face
+from fertools.synthetic import paste_face
 
 if TYPE_CHECKING:  # only for the annotation: composing frames needs no model
     from fertools.recognize import Recognizer
@@ -128,28 +130,6 @@ def _tint(rng: np.random.Generator) -> np.ndarray:
     return np.array([blue, green, red], dtype=np.float32)
 
 
-def _paste(
-    scene: np.ndarray,
-    face: np.ndarray,
-    centre: tuple[float, float],
-    side: int,
-    angle: float,
-    tint: np.ndarray,
-) -> None:
-    """Blend ``face`` (48x48 grey) into ``scene`` at ``centre``, ``side`` px, rotated by ``angle``."""
-    interpolation = cv2.INTER_AREA if side < face.shape[0] else cv2.INTER_CUBIC
-    big = cv2.resize(face, (side, side), interpolation=interpolation).astype(np.float32)
-    height, width = scene.shape[:2]
-    half = side / 2
-    rotation = cv2.getRotationMatrix2D((half, half), angle, 1.0)
-    rotation[:, 2] += np.array(centre) - half
-    warped = cv2.warpAffine(big, rotation, (width, height), flags=cv2.INTER_LINEAR)
-    mask = cv2.warpAffine(np.ones_like(big), rotation, (width, height), flags=cv2.INTER_LINEAR)
-    mask = cv2.GaussianBlur(mask, (3, 3), 0)[..., None]
-    scene *= 1.0 - mask
-    scene += mask * warped[..., None] * tint
-
-
 def _light(rng: np.random.Generator, scene: np.ndarray) -> np.ndarray:
     """Lighting changes over the whole frame: exposure, gamma, light from one side, sensor noise."""
     height, width = scene.shape[:2]
@@ -204,7 +184,7 @@ def make_frames(
             if any(_overlaps(outer, face.box, face.angle) for face in placed):
                 continue
             index = int(rng.integers(len(faces)))
-            _paste(scene, faces[index], (cx, cy), side, angle, _tint(rng))
+            paste_face(scene, faces[index], (cx, cy), side, angle, _tint(rng))
             box = (int(round(cx - side / 2)), int(round(cy - side / 2)), side, side)
             placed.append(PastedFace(box, angle, labels[index]))
         frames.append(BenchFrame(_light(rng, scene), tuple(placed)))
@@ -345,7 +325,7 @@ def alignment_benchmark(
         face_side = int(rng.integers(side[0], side[1] + 1))
         angle = float(rng.uniform(-max_angle, max_angle))
         centre = (float(rng.uniform(200, 440)), float(rng.uniform(180, 300)))
-        _paste(scene, faces[index], centre, face_side, angle, _tint(rng))
+        paste_face(scene, faces[index], centre, face_side, angle, _tint(rng))
         frame = _light(rng, scene)
         box = (int(centre[0] - face_side / 2), int(centre[1] - face_side / 2), face_side, face_side)
         found = find_faces(detector, frame)

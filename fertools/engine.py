@@ -13,7 +13,8 @@ by dispatch overhead (about 0.7 ms for an empty function on a 2-core CPU, and
   a millisecond per face. ``precision="int8"`` stores the weights as int8
   (dynamic-range quantisation; activations stay float), ``"float32"`` keeps
   them exact. The conversion takes a few seconds, so its result is cached on
-  disk, keyed by the model file's content.
+  disk, keyed by the model file's content. The interpreter comes from
+  :mod:`fertools.litert`.
 
 Both take raw ``uint8`` faces ``(N, size, size)``: the rescaling is part of the
 model, so preprocessing is the same for training and for every engine.
@@ -26,9 +27,7 @@ import hashlib
 import io
 import os
 import threading
-import time
 import warnings
-from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
@@ -36,7 +35,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from fertools import timing
 from fertools.constants import cache_dir
+from fertools.litert import LITE_RUNTIMES, lite_interpreter
 
 ENGINES = ("keras", "litert")
 PRECISIONS = ("int8", "float32")
@@ -105,40 +106,6 @@ def cached_litert_model(model: keras.Model, precision: str, model_file: Path | N
     return flatbuffer
 
 
-#: Where a LiteRT interpreter comes from: the standalone package when it is installed, else TensorFlow's.
-LITE_RUNTIMES = ("ai-edge-litert", "tensorflow")
-
-
-def lite_interpreter(model_content: bytes, num_threads: int = 1, runtimes: tuple[str, ...] = ("tensorflow",)):
-    """An allocated LiteRT interpreter (XNNPACK CPU kernels) over a flatbuffer; not thread-safe.
-
-    ``runtimes`` are tried in order (see :data:`LITE_RUNTIMES`); a runtime that
-    is not installed is skipped. ``tf.lite.Interpreter`` announces its move to
-    the ``ai-edge-litert`` package; both run the same kernels. Which one was used
-    is the interpreter's class module (``type(interpreter).__module__``).
-    """
-    interpreter = None
-    for runtime in runtimes:
-        if runtime == "ai-edge-litert":
-            try:
-                from ai_edge_litert.interpreter import Interpreter
-            except ImportError:
-                continue
-            interpreter = Interpreter(model_content=model_content, num_threads=num_threads)
-        elif runtime == "tensorflow":
-            with warnings.catch_warnings():
-                # tf.lite.Interpreter announces its move to the separate ai-edge-litert package.
-                warnings.simplefilter("ignore")
-                interpreter = tf.lite.Interpreter(model_content=model_content, num_threads=num_threads)
-        else:
-            raise ValueError(f"runtimes must be among {LITE_RUNTIMES}, not {runtime!r}")
-        break
-    if interpreter is None:
-        raise RuntimeError(f"none of the LiteRT runtimes {runtimes} is installed")
-    interpreter.allocate_tensors()
-    return interpreter
-
-
 class LiteEngine:
     """A LiteRT interpreter (XNNPACK) per thread, one face per invocation.
 
@@ -198,13 +165,7 @@ FACE_BUDGET_SECONDS = 0.002
 def one_pass_seconds(engine: Engine, size: int, calls: int = 15) -> float:
     """Median seconds of one ``engine`` call on one face (after a warm-up call)."""
     face = np.full((1, size, size), 128, dtype=np.uint8)
-    engine(face)
-    seconds = []
-    for _ in range(calls):
-        start = time.perf_counter()
-        engine(face)
-        seconds.append(time.perf_counter() - start)
-    return float(np.median(seconds))
+    return timing.median_seconds(lambda: engine(face), calls, warmup=1)
 
 
 def mirror_average(engine: Engine, faces: np.ndarray) -> np.ndarray:
@@ -234,18 +195,8 @@ def measure_engine(
     mirrored = (predicted + lite(images[:, :, ::-1])) / 2  # mirror_average, reusing ``predicted``
     one = images[:1]
 
-    def face_times(function: Callable[[], object]) -> list[float]:
-        for _ in range(20):
-            function()
-        seconds = []
-        for _ in range(calls):
-            start = time.perf_counter()
-            function()
-            seconds.append(time.perf_counter() - start)
-        return seconds
-
-    seconds = face_times(lambda: lite(one))
-    seconds_tta = face_times(lambda: mirror_average(lite, one))
+    one_pass = timing.milliseconds(timing.call_seconds(lambda: lite(one), calls, warmup=20))
+    two_passes = timing.milliseconds(timing.call_seconds(lambda: mirror_average(lite, one), calls, warmup=20))
     return {
         "engine": lite.name,
         "precision": precision,
@@ -253,12 +204,37 @@ def measure_engine(
         "keras_accuracy": float((expected.argmax(axis=1) == labels).mean()),
         "agreement": float((predicted.argmax(axis=1) == expected.argmax(axis=1)).mean()),
         "max_probability_difference": float(np.abs(predicted - expected).max()),
-        "ms_per_face_p50": round(float(np.median(seconds)) * 1000, 3),
-        "ms_per_face_p90": round(float(np.percentile(seconds, 90)) * 1000, 3),
+        "ms_per_face_p50": one_pass["p50_ms"],
+        "ms_per_face_p90": one_pass["p90_ms"],
         "accuracy_flip_tta": float((mirrored.argmax(axis=1) == labels).mean()),
-        "ms_per_face_flip_tta_p50": round(float(np.median(seconds_tta)) * 1000, 3),
+        "ms_per_face_flip_tta_p50": two_passes["p50_ms"],
         "hardware": hardware_description(),
     }
+
+
+def usable_engine(
+    model: keras.Model,
+    engine: str = "litert",
+    precision: str = "int8",
+    model_file: Path | None = None,
+) -> tuple[Engine, str | None]:
+    """The engine called ``engine`` for ``model``, and why it is another one (None when it is not).
+
+    ``litert`` becomes ``keras`` when the conversion or the interpreter fails (an
+    operation LiteRT lacks, a broken converter); the reason is
+    ``"<error type>: <message>"``, for logs. Raises ``ValueError`` for an unknown
+    ``engine`` or ``precision``.
+    """
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {ENGINES}, not {engine!r}")
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")
+    if engine == "litert":
+        try:
+            return LiteEngine.from_model(model, precision, model_file), None
+        except Exception as error:  # noqa: BLE001 - any converter failure: the Keras path still works
+            return KerasEngine(model), f"{type(error).__name__}: {error}"
+    return KerasEngine(model), None
 
 
 def make_engine(
@@ -267,17 +243,11 @@ def make_engine(
     precision: str = "int8",
     model_file: Path | None = None,
 ) -> Engine:
-    """The engine called ``engine`` for ``model``; ``litert`` falls back to ``keras`` if conversion fails."""
-    if engine not in ENGINES:
-        raise ValueError(f"engine must be one of {ENGINES}, not {engine!r}")
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")
-    if engine == "litert":
-        try:
-            return LiteEngine.from_model(model, precision, model_file)
-        except Exception as error:  # noqa: BLE001 - any converter failure: the Keras path still works
-            warnings.warn(f"LiteRT conversion failed, using the Keras engine: {error}", stacklevel=2)
-    return KerasEngine(model)
+    """:func:`usable_engine`, warning (``UserWarning``) when ``litert`` fell back to ``keras``."""
+    made, reason = usable_engine(model, engine, precision, model_file)
+    if reason is not None:
+        warnings.warn(f"LiteRT conversion failed, using the Keras engine: {reason}", stacklevel=2)
+    return made
 
 
 __all__ = [
@@ -293,4 +263,6 @@ __all__ = [
     "make_engine",
     "measure_engine",
     "mirror_average",
+    "one_pass_seconds",
+    "usable_engine",
 ]

@@ -19,7 +19,7 @@ from fertools.averaging import average_summary
 from fertools.config import TrainConfig
 from fertools.data import Dataset
 from fertools.evaluate import evaluate
-from fertools.modelcard import ModelCard, hardware_description, save_model_dir
+from fertools.modelcard import ModelCard, Preprocessing, hardware_description, save_model_dir
 from fertools.runs import RunDir
 
 
@@ -75,6 +75,9 @@ def publish(
         classes=list(data.classes),
         input_shape=list(model.input_shape[1:]),
         parameters=int(model.count_params()),
+        # How the training faces were made (fertools.preprocess.to_face: grey, area/linear resize,
+        # not aligned), so the Recognizer crops faces the same way.
+        preprocessing=Preprocessing(),
         training={
             "config": config.to_dict(),
             "command": command or run.read_status().get("command", ""),

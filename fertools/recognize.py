@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,7 +24,7 @@ import keras
 import numpy as np
 
 from fertools.constants import DEFAULT_MODEL_DIR
-from fertools.engine import FACE_BUDGET_SECONDS, make_engine, mirror_average, one_pass_seconds
+from fertools.engine import FACE_BUDGET_SECONDS, mirror_average, one_pass_seconds, usable_engine
 from fertools.faces import DEFAULT_DETECTOR, Box, Detection, FaceDetector, find_faces, usable_detector
 from fertools.modelcard import MODEL_FILE, ModelCard, load_model_dir
 from fertools.preprocess import crop_aligned_face, crop_face, to_face
@@ -51,11 +52,14 @@ class FaceResult:
         return {"box": list(self.box), "label": self.label, "probabilities": self.probabilities}
 
 
-#: Off: on FER2013 validation faces pasted into frames (``detection_bench.alignment_benchmark``,
-#: seeds 1 and 2), eye alignment moved the shipped model's accuracy on faces tilted up to 30
-#: degrees from 61.4% to 63.9% and from 60.4% to 60.8%, but lowered it on upright faces (65.2% to
-#: 63.6%, 62.2% to 60.8%): the model learned FER2013's own framing, head tilt included.
-ALIGN_BY_DEFAULT = False
+#: What the Recognizer's ``fallback`` says when LiteRT could not be built: by default mirror
+#: averaging is then off too (two Keras passes miss the per-face budget); ``ENGINE_FALLBACK`` when
+#: the caller chose mirror averaging themselves.
+ENGINE_FALLBACK_NO_TTA = (
+    "The fast LiteRT engine could not be built for this model, so it runs on Keras, "
+    "slower and without mirror averaging."
+)
+ENGINE_FALLBACK = "The fast LiteRT engine could not be built for this model, so it runs on Keras, slower."
 
 
 class Recognizer:
@@ -72,7 +76,10 @@ class Recognizer:
     its model files are missing it is the Haar cascade instead and
     ``detector_fallback`` says why in one sentence (None otherwise).
 
-    ``align`` crops faces with eye keypoints (from BlazeFace) by
+    ``margin`` and ``align`` default to the card's
+    :class:`~fertools.modelcard.Preprocessing` (``face_margin``, ``align``), so
+    faces are cropped the way the model's training faces were; pass them to
+    override. ``align`` crops faces with eye keypoints (from BlazeFace) by
     :func:`~fertools.preprocess.crop_aligned_face`: eye line level, eyes and
     mouth where FER2013's are. Faces without keypoints (Haar) are cropped from
     their box with ``margin``.
@@ -82,6 +89,11 @@ class Recognizer:
     budget, measured when the Recognizer is made (LiteRT took 0.3 ms a pass on
     one of this project's machines, 1.25 ms on another), and off with the
     slower Keras engine.
+
+    ``fallback`` is one sentence for the user when the LiteRT engine was asked
+    for but could not be built, so the model runs on Keras (slower, and by
+    default without mirror averaging); None otherwise. The technical reason goes
+    to a ``UserWarning`` for the logs.
     """
 
     def __init__(
@@ -89,12 +101,12 @@ class Recognizer:
         model: keras.Model,
         card: ModelCard,
         detector: FaceDetector | None = None,
-        margin: float = 0.1,
+        margin: float | None = None,
         tta: bool | None = None,
         engine: str = "litert",
         precision: str = "int8",
         model_file: Path | None = None,
-        align: bool = ALIGN_BY_DEFAULT,
+        align: bool | None = None,
     ):
         self.model, self.card = model, card
         self.classes: tuple[str, ...] = tuple(card.classes)
@@ -103,9 +115,11 @@ class Recognizer:
         if detector is None:
             detector, self.detector_fallback = usable_detector(DEFAULT_DETECTOR)
         self.detector = detector
-        self.margin = margin
-        self.align = align
-        self.engine = make_engine(model, engine, precision, model_file)
+        preprocessing = card.preprocessing
+        self.margin = preprocessing.face_margin if margin is None else margin
+        self.align = preprocessing.align if align is None else align
+        self.engine, engine_error = usable_engine(model, engine, precision, model_file)
+        asked_for_tta = tta
         if tta is None:
             # Measured here, not assumed: two LiteRT passes took 0.6 ms on one 2-core machine
             # of this project and 2.5 ms on another.
@@ -113,6 +127,10 @@ class Recognizer:
                 2 * one_pass_seconds(self.engine, self.input_size) <= FACE_BUDGET_SECONDS
             )
         self.tta = tta
+        self.fallback: str | None = None
+        if engine_error is not None:
+            warnings.warn(f"LiteRT conversion failed, using the Keras engine: {engine_error}", stacklevel=2)
+            self.fallback = ENGINE_FALLBACK_NO_TTA if asked_for_tta is None else ENGINE_FALLBACK
 
     @classmethod
     def load(cls, model_dir: str | os.PathLike = DEFAULT_MODEL_DIR, **kwargs) -> Recognizer:

@@ -15,15 +15,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from collections.abc import Callable
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 
 from fertools import synthetic
 from fertools.data import Dataset, load_builtin
 
-#: Frame size of the face fixtures (width, height), like a VGA webcam.
-FRAME_WIDTH, FRAME_HEIGHT = 640, 480
 #: Side in pixels of an upscaled synthetic face in a frame.
 FACE_SIDE = 200
 #: Where the single face of ``haar_face_frame`` sits (top-left corner).
@@ -52,23 +49,9 @@ def tiny_builtin() -> Dataset:
     return load_builtin(n_per_class=20, seed=0)
 
 
-def neutral_face() -> np.ndarray:
-    """The synthetic neutral face with default parameters: centred, evenly lit, no noise.
-
-    Pinned because OpenCV's Haar cascade finds it reliably once upscaled (checked
-    at 150-220 px anywhere in a 640x480 frame); randomly posed synthetic faces are
-    found only about two times in three.
-    """
-    return synthetic.render_face(synthetic.FaceParams(), np.random.default_rng(0))
-
-
 def face_frame(origins: list[tuple[int, int]], side: int = FACE_SIDE, background: int = 128) -> np.ndarray:
     """A 640x480 BGR ``uint8`` frame with the neutral face, upscaled to ``side`` px, at each origin."""
-    frame = np.full((FRAME_HEIGHT, FRAME_WIDTH, 3), background, dtype=np.uint8)
-    big = cv2.resize(neutral_face(), (side, side), interpolation=cv2.INTER_CUBIC)
-    for x, y in origins:
-        frame[y : y + side, x : x + side] = big[..., None]
-    return frame
+    return synthetic.face_frame([(x, y, side) for x, y in origins], background=background)
 
 
 @pytest.fixture
@@ -105,3 +88,20 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         notes=["untrained, for tests"],
     )
     return save_model_dir(model, card, tmp_path_factory.mktemp("models") / "tiny")
+
+
+@pytest.fixture
+def engine_fallback(monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every Recognizer loaded says its fast engine fell back; returns the sentence it says."""
+    from fertools.recognize import Recognizer
+
+    sentence = "The fast LiteRT engine could not be built, so faces are classified by Keras."
+    load = Recognizer.load.__func__
+
+    def load_with_fallback(cls, *args, **kwargs):
+        recognizer = load(cls, *args, **kwargs)
+        recognizer.fallback = sentence
+        return recognizer
+
+    monkeypatch.setattr(Recognizer, "load", classmethod(load_with_fallback))
+    return sentence

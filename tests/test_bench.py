@@ -17,6 +17,9 @@ import numpy as np
 import pytest
 
 from fertools import bench, cli, data
+from fertools.bench import generated
+from fertools.bench import report as bench_report
+from fertools.bench.recognition import load_recognizer
 from fertools.constants import FER2013_CLASSES, PROJECT_ROOT
 
 # --- helpers -------------------------------------------------------------------------------------
@@ -83,6 +86,15 @@ def _check_recognition(recognition: dict, sizes: bench.Sizes) -> None:
         assert frame["detection_ok"] is True
         assert frame["analyze"]["calls"] == sizes.frames
         assert 0 < frame["analyze"]["p50_ms"] <= frame["analyze"]["p90_ms"]
+        # Detection and classification are parts of the same calls: each is below the whole
+        # call by call, so also in the median. A frame without faces has nothing to classify.
+        assert frame["detect"]["calls"] == sizes.frames
+        assert 0 < frame["detect"]["p50_ms"] <= frame["analyze"]["p50_ms"]
+        if key == "0":
+            assert frame["classify"] is None
+        else:
+            assert frame["classify"]["calls"] == sizes.frames
+            assert 0 < frame["classify"]["p50_ms"] <= frame["analyze"]["p50_ms"]
     assert recognition["classify_batch1"]["calls"] == sizes.classify_calls
     assert recognition["classify_batch256"]["faces_per_s"] > 0
     # The Recognizer's path (LiteRT with flip TTA), the engine's single pass and the Keras model,
@@ -130,7 +142,7 @@ def test_generated_csv_has_fer2013_format_split_and_classes(tmp_path):
         "test": 70,
     }
     per_class = np.bincount(dataset.labels, minlength=len(FER2013_CLASSES))
-    assert per_class.tolist() == bench._scaled(bench.FER2013_CLASS_ROWS, 700)
+    assert per_class.tolist() == generated.scaled(generated.FER2013_CLASS_ROWS, 700)
     # Realistic pixel strings: the whole 0..255 range in use, no two rows alike.
     assert dataset.images.min() < 20 and dataset.images.max() > 235
     assert len({face.tobytes() for face in dataset.images}) == 700
@@ -139,7 +151,7 @@ def test_generated_csv_has_fer2013_format_split_and_classes(tmp_path):
 def test_pixel_fields_round_trip():
     block = np.random.default_rng(0).integers(0, 256, size=(5, 2304), dtype=np.uint8)
     block[0, :3] = (0, 9, 255)
-    for row, field in zip(block, bench._pixel_fields(block)):
+    for row, field in zip(block, generated.pixel_fields(block)):
         assert field == " ".join(map(str, row.tolist())).encode()
 
 
@@ -153,8 +165,8 @@ def test_generated_folder_has_kaggle_layout(tmp_path):
 
 
 def test_scaled_counts_add_up():
-    assert bench._scaled(bench.FER2013_USAGE.values(), 35_887) == [28_709, 3_589, 3_589]
-    assert sum(bench._scaled(bench.FOLDER_CLASS_IMAGES.values(), 1_000)) == 1_000
+    assert generated.scaled(generated.FER2013_USAGE.values(), 35_887) == [28_709, 3_589, 3_589]
+    assert sum(generated.scaled(generated.FOLDER_CLASS_IMAGES.values(), 1_000)) == 1_000
 
 
 def test_notebook_baselines_parse_like_fer_lab(tmp_path):
@@ -257,7 +269,7 @@ def test_a_failed_training_variant_is_a_row_not_a_lost_report():
             },
         ],
     }
-    assert "failed: InvalidArgumentError" in "\n".join(bench._format_training(training))
+    assert "failed: InvalidArgumentError" in "\n".join(bench_report.format_training(training))
     report = {**_fake_report(False, ["H200"]), "training": training}
     statuses = {t["key"]: t["status"] for t in bench.judge_targets(report, quick=False)}
     assert statuses["default_vs_gr5243"] == statuses["gpu_default_epoch"] == "not measured"
@@ -315,11 +327,12 @@ def test_quick_recognition_section(tiny_model_dir):
     _check_common(report)
     _check_recognition(report["recognition"], bench.QUICK)
     assert report["recognition"]["model"] == str(tiny_model_dir)
-    assert "## Recognition" in bench.format_report(report)
+    text = bench.format_report(report)
+    assert "## Recognition" in text and "| detect p50 ms | classify p50 ms |" in text
 
 
 def test_recognition_falls_back_to_an_untrained_model(tmp_path):
-    recognizer, source = bench._load_recognizer(tmp_path)  # no model folder there
+    recognizer, source = load_recognizer(tmp_path)  # no model folder there
     assert source.startswith("untrained default")
     assert recognizer.classes == FER2013_CLASSES
 

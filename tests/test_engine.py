@@ -97,3 +97,26 @@ def test_unknown_engine_or_precision_is_a_clear_error(tiny_model):
         make_engine(tiny_model, "onnx")
     with pytest.raises(ValueError, match="precision must be one of"):
         make_engine(tiny_model, "litert", "int4")
+
+
+def test_one_timing_helper_times_every_call_after_the_warm_up():
+    from fertools import timing
+
+    calls = []
+    seconds = timing.call_seconds(lambda: calls.append(1), calls=5, warmup=2)
+    assert len(calls) == 7 and len(seconds) == 5 and all(s >= 0 for s in seconds)
+    assert timing.milliseconds([0.001, 0.002, 0.003]) == {"p50_ms": 2.0, "p90_ms": 2.8, "calls": 3}
+    assert timing.seconds([0.5, 1.0, 2.0])["median_s"] == 1.0
+    # The engine's own figure goes through it.
+    assert engines.one_pass_seconds(lambda faces: faces, 48, calls=3) >= 0
+
+
+def test_the_litert_runtime_is_found_without_importing_tensorflow():
+    import subprocess
+    import sys
+
+    code = "import sys, fertools.litert, fertools.blazeface; print('tensorflow' in sys.modules)"
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert done.stdout.strip() == "False"

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import json
+
+import cv2
 import keras
 import numpy as np
 import pytest
 
-from fertools.constants import FER2013_CLASSES
-from fertools.faces import HaarFaceDetector
-from fertools.modelcard import ModelCard, ModelLoadError
-from fertools.recognize import FaceResult, Recognizer, draw_faces
+from fertools.constants import DEFAULT_MODEL_DIR, FER2013_CLASSES
+from fertools.faces import Detection, HaarFaceDetector
+from fertools.modelcard import ModelCard, ModelLoadError, Preprocessing, read_card
+from fertools.preprocess import crop_face, to_face
+from fertools.recognize import ENGINE_FALLBACK, ENGINE_FALLBACK_NO_TTA, FaceResult, Recognizer, draw_faces
 
 
 @pytest.fixture(scope="module")
@@ -199,3 +203,136 @@ def test_drop_nested_keeps_separate_faces_and_drops_a_box_inside_a_face():
     # Overlapping but mostly outside: a neighbour's face, kept.
     neighbour = (250, 100, 150, 150)
     assert drop_nested([face, neighbour]) == [face, neighbour]
+
+
+# --- the card's preprocessing, read by the Recognizer ------------------------------------------
+
+
+def _card(**preprocessing) -> ModelCard:
+    return ModelCard(
+        name="tiny",
+        architecture="default",
+        classes=list(FER2013_CLASSES),
+        input_shape=[48, 48, 1],
+        preprocessing=Preprocessing(**preprocessing),
+    )
+
+
+def test_margin_and_alignment_come_from_the_card_unless_overridden(recognizer, haar_face_frame):
+    wide = Recognizer(recognizer.model, _card(face_margin=0.25, align=True), tta=False)
+    assert (wide.margin, wide.align) == (0.25, True)
+    overridden = Recognizer(recognizer.model, _card(face_margin=0.25, align=True), margin=0.0, align=False)
+    assert (overridden.margin, overridden.align) == (0.0, False)
+    assert (recognizer.margin, recognizer.align) == (0.1, False)  # the defaults, FER Lab's own
+
+    detection = Detection((200, 120, 240, 240))  # no keypoints: cropped from the box
+    np.testing.assert_array_equal(
+        wide.crop(haar_face_frame, detection), crop_face(haar_face_frame, detection.box, 0.25)
+    )
+    assert not np.array_equal(
+        wide.crop(haar_face_frame, detection), recognizer.crop(haar_face_frame, detection)
+    )
+
+
+def test_cards_without_the_fields_read_as_todays_preprocessing(tmp_path):
+    shipped = read_card(DEFAULT_MODEL_DIR).preprocessing  # written before the fields existed: prose only
+    structured = ("face_margin", "color", "resize_shrink", "resize_enlarge", "align")
+    assert [getattr(shipped, name) for name in structured] == [0.1, "grayscale", "area", "linear", False]
+    old_prose = {
+        "face_crop": "detector box grown by 10% on each side (Haar cascade for photos and webcam)",
+        "color": "grayscale",
+        "size": "48x48, cv2.INTER_AREA when shrinking",
+        "pixels": "raw uint8 0..255; the model rescales inside its graph",
+        "code": "fertools.preprocess.crop_face / to_face",
+    }
+    card = ModelCard.from_dict({**json.loads(_card().to_json()), "preprocessing": old_prose})
+    assert (card.preprocessing.face_margin, card.preprocessing.align) == (0.1, False)
+    assert card.preprocessing.code == old_prose["code"]
+    # No preprocessing at all, and a round trip of the new fields.
+    bare = {key: value for key, value in json.loads(_card().to_json()).items() if key != "preprocessing"}
+    assert ModelCard.from_dict(bare).preprocessing == Preprocessing()
+    written = _card(face_margin=0.2, align=True)
+    assert json.loads(written.to_json())["preprocessing"]["face_margin"] == 0.2
+    assert ModelCard.from_dict(json.loads(written.to_json())) == written
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("color", "rgb", "does only \\['grayscale'\\]"),
+        ("resize_shrink", "nearest", "does only \\['area'\\]"),
+        ("face_margin", 3, "from 0 to 1"),
+        ("face_margin", "10%", "from 0 to 1"),
+        ("align", "yes", "true or false"),
+    ],
+)
+def test_a_card_asking_for_preprocessing_fer_lab_does_not_do_is_refused(tmp_path, field, value, message):
+    values = json.loads(_card().to_json())
+    values["preprocessing"][field] = value
+    (tmp_path / "card.json").write_text(json.dumps(values))
+    with pytest.raises(ModelLoadError, match=message):
+        read_card(tmp_path)
+
+
+def test_the_card_describes_what_to_face_does():
+    """The card's interpolation names are what the one preprocessing path really uses."""
+    methods = {"area": cv2.INTER_AREA, "linear": cv2.INTER_LINEAR}
+    big = np.random.default_rng(0).integers(0, 256, size=(120, 120), dtype=np.uint8)
+    small = big[:30, :30]
+    defaults = Preprocessing()
+    np.testing.assert_array_equal(
+        to_face(big), cv2.resize(big, (48, 48), interpolation=methods[defaults.resize_shrink])
+    )
+    np.testing.assert_array_equal(
+        to_face(small), cv2.resize(small, (48, 48), interpolation=methods[defaults.resize_enlarge])
+    )
+
+
+# --- an engine that falls back says so ----------------------------------------------------------------
+
+
+def test_a_failed_litert_conversion_is_a_visible_fallback(tiny_model_dir, monkeypatch):
+    from fertools import engine as engines
+
+    assert Recognizer.load(tiny_model_dir).fallback is None
+
+    def broken(*args):
+        raise RuntimeError("converter exploded")
+
+    # The converter fails, whatever is cached in memory or on disk.
+    monkeypatch.setattr(engines, "cached_litert_model", broken)
+    with pytest.warns(UserWarning, match="converter exploded"):
+        slow = Recognizer.load(tiny_model_dir)
+    assert slow.engine.name == "keras" and not slow.tta
+    assert slow.fallback == ENGINE_FALLBACK_NO_TTA
+    assert "without mirror averaging" in slow.fallback and "\n" not in slow.fallback
+    with pytest.warns(UserWarning):
+        chosen = Recognizer.load(tiny_model_dir, tta=True)
+    assert chosen.tta and chosen.fallback == ENGINE_FALLBACK
+    # Asking for Keras is no fallback.
+    assert Recognizer.load(tiny_model_dir, engine="keras").fallback is None
+
+
+def test_a_published_model_folder_carries_the_preprocessing_the_recognizer_reads(tmp_path, tiny_builtin):
+    from fertools import models
+    from fertools.config import TrainConfig
+    from fertools.publish import publish
+    from fertools.runs import RunDir
+
+    data = tiny_builtin
+    model = models.create("default", len(data.classes))
+    publish(model, RunDir(tmp_path / "run"), data, TrainConfig(epochs=1), tmp_path / "out")
+
+    written = json.loads((tmp_path / "out" / "card.json").read_text())["preprocessing"]
+    assert {
+        key: written[key] for key in ("face_margin", "color", "resize_shrink", "resize_enlarge", "align")
+    } == {
+        "face_margin": 0.1,
+        "color": "grayscale",
+        "resize_shrink": "area",
+        "resize_enlarge": "linear",
+        "align": False,
+    }
+    recognizer = Recognizer.load(tmp_path / "out", engine="keras")
+    assert recognizer.card.preprocessing == Preprocessing()
+    assert (recognizer.margin, recognizer.align) == (written["face_margin"], written["align"])

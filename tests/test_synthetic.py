@@ -174,3 +174,39 @@ def test_face_params_are_frozen():
 def test_synthetic_note_says_these_are_not_real_people():
     assert "Synthetic" in synthetic.SYNTHETIC_NOTE
     assert "not real people" in synthetic.SYNTHETIC_NOTE
+
+
+# --- frames with faces -----------------------------------------------------------------------------
+
+
+def test_face_frame_pastes_the_neutral_face_where_asked():
+    import cv2
+
+    frame = synthetic.face_frame([(220, 140, 200)], background=90)
+    assert frame.shape == (480, 640, 3) and frame.dtype == np.uint8
+    big = cv2.resize(synthetic.neutral_face(), (200, 200), interpolation=cv2.INTER_CUBIC)
+    # Inside the square, an exact copy in every channel; only its one-pixel edge is feathered.
+    inside = frame[142:338, 222:418]
+    np.testing.assert_array_equal(inside, np.repeat(big[2:-2, 2:-2, None], 3, axis=2))
+    outside = np.ones(frame.shape[:2], bool)
+    outside[139:341, 219:421] = False
+    assert (frame[outside] == 90).all()
+
+
+def test_face_frame_takes_given_faces_and_a_background_image():
+    faces, _ = synthetic.generate(n_per_class=1, seed=0)
+    wall = np.tile(np.linspace(50, 200, 640, dtype=np.uint8), (480, 1))
+    frame = synthetic.face_frame([(10, 10, 100), (300, 200, 150)], faces[:2], background=wall)
+    np.testing.assert_array_equal(frame[400:, :, 1], wall[400:])
+    assert not np.array_equal(frame[60, 20:100, 0], wall[60, 20:100])
+    with pytest.raises(ValueError, match="2 places but 1 faces"):
+        synthetic.face_frame([(10, 10, 100), (300, 200, 150)], faces[:1])
+
+
+def test_paste_face_rotates_and_tints():
+    scene = np.zeros((200, 200, 3), np.float32)
+    face = np.full((48, 48), 200, np.uint8)
+    synthetic.paste_face(scene, face, (100, 100), 100, angle=45.0, tint=np.array([0.5, 1.0, 1.0], np.float32))
+    np.testing.assert_allclose(scene[100, 100], [100.0, 200.0, 200.0], atol=0.5)
+    # A square turned 45 degrees reaches its corners along the axes: 50 * sqrt(2) from the centre.
+    assert scene[100, 100 + 65, 1] > 150 and scene[100 + 65, 100 + 65, 1] == 0
