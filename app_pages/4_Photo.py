@@ -5,24 +5,31 @@ from __future__ import annotations
 import plotly.graph_objects as go
 import streamlit as st
 
-from fertools import stats
+from fertools import images, stats
 from fertools.constants import FER2013_CLASSES
-from fertools.faces import photo_detector, photo_detector_fallback
+from fertools.faces import (
+    DEFAULT_MIN_SCORE,
+    PHOTO_MIN_SCORE,
+    is_face_crop,
+    photo_detector,
+    photo_detector_fallback,
+)
 from fertools.gradcam import gradcam, overlay
 from fertools.modelcard import ModelLoadError
-from fertools.preprocess import load_photo
+from fertools.preprocess import PHOTO_MAX_SIDE, load_photo
 from fertools.recognize import CLASS_COLOURS, draw_faces
 from fertools.samples import sample_crop, sample_photo
 from fertools.synthetic import SYNTHETIC_NOTE
 from fertools.users import QuotaError
 from ui.common import detector_picker, get_recognizer, model_picker, page_setup
 from ui.identity import count_upload
+from ui.model_notes import show_model_notes
 
 UPLOAD, SAMPLE = "Upload a photo", "Sample picture"
 PORTRAIT, CROP = "Portrait", "48×48 crop"
 #: Faces shown in detail; a class photo can hold dozens.
 MAX_DETAILED = 6
-#: Pictures smaller than this (a bare face crop) are shown enlarged instead of annotated.
+#: A picture used whole as one face is shown enlarged to about this side, not annotated.
 MIN_ANNOTATED_SIDE = 160
 
 page_setup("Photo", "🖼️")
@@ -88,6 +95,17 @@ with model_column:
         "BlazeFace finds smaller and tilted faces and says how sure it is; the Haar cascade is "
         "the classic OpenCV detector, for comparison.",
     )
+    min_score = st.slider(
+        "Face detection threshold",
+        PHOTO_MIN_SCORE,
+        0.95,
+        DEFAULT_MIN_SCORE,
+        step=0.05,
+        key="photo_min_score",
+        disabled=detector_name == "haar",
+        help="How sure BlazeFace must be that a box is a face. Raise it when boxes land on things that "
+        "are no faces; lower it when faces are missed. The Haar cascade gives no score.",
+    )
     mirror = st.toggle(
         "Average with the mirror image",
         value=True,
@@ -115,6 +133,7 @@ if source == UPLOAD:
         st.stop()
     try:
         frame = load_photo(uploaded.getvalue())
+        original_size = images.upright_size(uploaded.getvalue())
     except ValueError as error:
         st.error(f"{uploaded.name}: {error}")
         st.stop()
@@ -128,11 +147,13 @@ else:
         [PORTRAIT, CROP],
         horizontal=True,
         key="photo_kind",
-        help="A bare 48×48 crop, like a FER2013 image, is too small for the face detector.",
+        help="A bare 48×48 crop, like a FER2013 image: too small for the face detector, so the whole "
+        "picture is classified as one face.",
     )
     seed = seed_column.number_input("Seed", min_value=0, step=1, key="photo_seed")
     button_column.button("🎲 New sample", on_click=new_sample, width="stretch")
     frame = sample_photo(emotion, int(seed)) if kind == PORTRAIT else sample_crop(emotion, int(seed))
+    original_size = (frame.shape[1], frame.shape[0])
     st.caption(f"{SYNTHETIC_NOTE} The model does not know which emotion was drawn.")
 
 try:
@@ -143,43 +164,56 @@ except ModelLoadError as error:
 
 # --- faces ---------------------------------------------------------------------------------
 
+show_model_notes(recognizer, real_pictures=source == UPLOAD, detector=False)  # photo_detector's below
 detector_problem = photo_detector_fallback(detector_name)
 if detector_problem:
     st.warning(detector_problem)
-with st.spinner("Finding faces…"):
-    results = recognizer.analyze(frame, detector=photo_detector(detector_name), tta=mirror)
-whole_image = False
+height, width = frame.shape[:2]
+# NOTE: a picture the size of a model input already is a face crop (FER2013's are 48x48): it is
+# classified whole, as training faces were, not searched for a face it has no room around.
+whole_image = is_face_crop(height, width, recognizer.input_size)
+if whole_image:
+    results = [recognizer.analyze_face(frame, tta=mirror)]
+else:
+    with st.spinner("Finding faces…"):
+        # Surest face first: a large false box on a busy picture must not become "Face 1".
+        detector = photo_detector(detector_name, min_score=min_score)
+        results = recognizer.analyze(frame, detector=detector, tta=mirror)
 if not results:
     st.warning(
-        "No face found. Faces need to be at least about 40 pixels wide (after the picture is shrunk "
-        "to 1280 pixels on its longest side); try the other face detector too."
+        f"No face found. Faces need to be at least about 40 pixels wide (after the picture is shrunk "
+        f"to {PHOTO_MAX_SIDE} pixels on its longest side); lower the face detection threshold or try "
+        "the other face detector."
     )
     whole_image = st.checkbox(
         "Treat the whole picture as one face",
         key="photo_whole_image",
-        help="For pictures that already are a face crop, like FER2013's 48×48 images.",
+        help="For pictures that are a face crop already.",
     )
     if whole_image:
         results = [recognizer.analyze_face(frame, tta=mirror)]
 
-height, width = frame.shape[:2]
+original_width, original_height = original_size
+size_text = f"{original_width}×{original_height} pixels"
+if (original_width, original_height) != (width, height):
+    size_text += f", searched at {width}×{height}"
 if not results:
-    st.image(frame, channels="BGR", caption=f"{width}×{height} pixels")
+    st.image(frame, channels="BGR", caption=size_text)
     st.stop()
 
 picture_column, detail_column = st.columns([3, 2], gap="large")
-if min(height, width) >= MIN_ANNOTATED_SIDE:
+if not whole_image:
     picture_column.image(
         draw_faces(frame, results),
         channels="BGR",
-        caption=f"{len(results)} face(s) in {width}×{height} pixels",
+        caption=f"{len(results)} face(s) in {size_text}",
         width="stretch",
     )
 else:
     picture_column.image(
         stats.upscale(frame, max(1, MIN_ANNOTATED_SIDE * 2 // min(height, width))),
         channels="BGR",
-        caption=f"The whole {width}×{height} picture, used as one face",
+        caption=f"The whole {original_width}×{original_height} picture, used as one face",
     )
 
 with detail_column:

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-import os
 import time
 
 import streamlit as st
 
 from fertools.modelcard import ModelLoadError
 from fertools.preprocess import decode_image
-from fertools.webcam import FrameProcessor, StreamWatch, WebcamSettings, parse_ice_servers, timeline_figure
+from fertools.webcam import FrameProcessor, WebcamSettings
 from ui.common import detector_picker, get_recognizer, model_picker, page_setup
+from ui.model_notes import show_model_notes
+from ui.webcam_charts import followed_face, timeline_figure
+from ui.webrtc import MEDIA_STREAM_CONSTRAINTS, StreamWatch, ice_servers
 
 try:
     import av
@@ -34,18 +36,6 @@ st.caption(
 )
 
 
-def ice_servers() -> tuple[list[dict], str | None]:
-    """STUN/TURN servers from ``FERLAB_ICE_SERVERS`` (JSON) or ``st.secrets["ice_servers"]``; [] if none."""
-    try:
-        raw = os.environ.get("FERLAB_ICE_SERVERS") or st.secrets.get("ice_servers")
-    except (FileNotFoundError, KeyError):  # no secrets file: nothing configured
-        raw = None
-    try:
-        return parse_ice_servers(raw), None
-    except ValueError as error:
-        return [], f"Ignoring the configured ICE servers: {error}"
-
-
 # --- controls -----------------------------------------------------------------------------
 
 model_column, face_column, smooth_column, toggle_column = st.columns([3, 2, 2, 2])
@@ -58,14 +48,16 @@ with model_column:
     )
 with face_column:
     min_face = st.slider(
-        "Minimum face size (px)",
-        30,
-        300,
-        60,
-        step=10,
+        "Minimum face size",
+        5,
+        50,
+        10,
+        step=1,
+        format="%d%%",
         key="webcam_min_face",
-        help="Smaller faces are ignored, such as faces in the background; with the Haar cascade larger "
-        "values are also faster.",
+        help="The smallest face side, as a share of the picture's longer side (its width, for a webcam): "
+        "smaller faces, such as faces in the background, are ignored. Below 20% BlazeFace switches to its full-range model, which "
+        "finds faces further from the camera and takes a little longer.",
     )
 with smooth_column:
     smoothing = st.slider(
@@ -88,11 +80,10 @@ try:
 except ModelLoadError as error:
     st.error(f"The model could not be loaded: {error}")
     st.stop()
-if recognizer.detector_fallback:
-    st.warning(recognizer.detector_fallback)
+show_model_notes(recognizer, real_pictures=True)
 
 settings = WebcamSettings(
-    min_face=min_face, smoothing=smoothing, bars=bars, mirror=mirror, detector=detector_name
+    min_face=min_face / 100, smoothing=smoothing, bars=bars, mirror=mirror, detector=detector_name
 )
 # NOTE: one processor per session, kept in session_state: the frame callback runs in
 # streamlit-webrtc's worker thread, where st.* and session_state must not be touched, so
@@ -147,26 +138,32 @@ def show_readout(ctx) -> None:
             show_face(face.face_id, face.label, face.confidence, face.detection_score)
         if readout.frames:
             rate = f"{readout.fps:.1f} fps" if readout.fps > 0 else "– fps"  # a rate needs two frames
+            size = f" · {readout.frame_size[0]}×{readout.frame_size[1]} video" if readout.frame_size else ""
             st.markdown(
                 f"**{rate}** · {readout.ms_per_frame:.0f} ms per frame: detect {readout.ms_detect:.1f}, "
-                f"classify {readout.ms_classify:.1f}, draw {readout.ms_draw:.1f} ms"
+                f"classify {readout.ms_classify:.1f}, draw {readout.ms_draw:.1f} ms{size}"
             )
+
+
+#: The timeline selector's first choice: whichever face the readout shows first.
+FOLLOW = 0
 
 
 def show_timeline() -> None:
     """The emotion timeline chart and its CSV; refreshed less often (a Plotly figure is not free)."""
     table = processor.timeline_frame()
     if len(table):
+        face_id = followed_face(table, [face.face_id for face in processor.readout().faces])
         faces = sorted(table["face"].unique().tolist())
-        face_id = faces[0]
         if len(faces) > 1:
-            face_id = st.selectbox(
+            # NOTE: tracked ids only grow, so a fixed default id would soon chart a face long gone.
+            chosen = st.selectbox(
                 "Timeline of",
-                faces,
-                index=len(faces) - 1,
+                [FOLLOW, *faces],
                 key="webcam_timeline_face",
-                format_func=lambda i: f"Face {i}",
+                format_func=lambda i: "The face in view" if i == FOLLOW else f"Face {i}",
             )
+            face_id = face_id if chosen == FOLLOW else chosen
         st.plotly_chart(timeline_figure(table, face_id, last_s=TIMELINE_SHOWN_S), key="webcam_timeline_chart")
         left, right = st.columns(2)
         left.download_button(
@@ -195,7 +192,9 @@ def show_snapshots() -> None:
     picture.image(annotated, channels="BGR", caption="Snapshot, analysed")
     with numbers:
         if not faces:
-            st.info("No face found: face the camera in good light, or lower the minimum face size.")
+            st.info(
+                "No face found: face the camera in good light, come closer, or lower the minimum face size."
+            )
         for number, face in enumerate(faces, start=1):
             show_face(number, face.label, face.confidence, face.detection_score)
             st.dataframe(
@@ -222,7 +221,7 @@ elif not use_snapshots:
             key="webcam",
             mode=WebRtcMode.SENDRECV,
             video_frame_callback=make_callback(processor),
-            media_stream_constraints={"video": True, "audio": False},
+            media_stream_constraints=MEDIA_STREAM_CONSTRAINTS,
             rtc_configuration={"iceServers": servers},
             async_processing=True,
         )

@@ -15,6 +15,8 @@ Two detectors, chosen by name with :func:`make_detector` (:data:`DETECTORS`):
 
 ``detect(frame)`` gives boxes, largest first; ``detect_faces(frame)`` gives
 :class:`Detection` objects (box, score, keypoints) in the same order.
+:class:`FilteredDetector` wraps either to drop weak or small faces (a share of the
+frame, for video) and to order faces surest first (photos, :func:`photo_detector`).
 """
 
 from __future__ import annotations
@@ -167,11 +169,16 @@ DETECTOR_LABELS = {
 #: Still photos are not real-time. BlazeFace's full-range model, on the whole picture and on
 #: 2x2 overlapping tiles, finds faces down to about 4% of the picture's longest side (the
 #: short-range model alone needs about 12%); the cascade searches finer (OpenCV's 1.1 steps),
-#: smaller faces, more pixels.
+#: smaller faces, more pixels. BlazeFace keeps candidates down to PHOTO_MIN_SCORE; which of
+#: them are shown is :func:`photo_detector`'s ``min_score``.
 PHOTO_SETTINGS = {
-    "blazeface": {"model": "full", "tiles": (1, 2)},
+    "blazeface": {"model": "full", "tiles": (1, 2), "min_score": 0.3},
     "haar": {"min_face": 30, "scale_factor": 1.1, "max_side": 800},
 }
+#: The lowest face score a photo detector can be asked for (its candidates' threshold).
+PHOTO_MIN_SCORE = PHOTO_SETTINGS["blazeface"]["min_score"]
+#: The face score photos are filtered at by default: MediaPipe's own threshold.
+DEFAULT_MIN_SCORE = 0.5
 
 
 def make_detector(name: str = DEFAULT_DETECTOR, **settings) -> FaceDetector:
@@ -214,24 +221,93 @@ def usable_detector(name: str = DEFAULT_DETECTOR, **settings) -> tuple[FaceDetec
         ), f"{str(error).rstrip('.')}; the Haar cascade finds faces instead."
 
 
+@dataclass(frozen=True)
+class FilteredDetector:
+    """Another detector's faces without the weak and the small ones, optionally surest first.
+
+    ``min_score`` drops faces the detector is less sure of (the Haar cascade's faces
+    have no score and are all kept); ``min_side`` drops faces narrower than that
+    share of the frame's longest side, so one setting finds the same faces at
+    320x240 and at 1280x720; ``by_score`` orders the faces surest first instead of
+    largest first (faces without a score keep their order, after scored ones).
+    Thread-safe when ``detector`` is.
+
+    Example::
+
+        detector = FilteredDetector(make_detector("blazeface"), min_score=0.7, by_score=True)
+        boxes = detector.detect(frame)
+    """
+
+    detector: FaceDetector
+    min_score: float = 0.0
+    min_side: float = 0.0
+    by_score: bool = False
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.min_score < 1.0:
+            raise ValueError(f"min_score must be at least 0 and below 1, got {self.min_score}.")
+        if not 0.0 <= self.min_side < 1.0:
+            raise ValueError(f"min_side must be at least 0 and below 1 of the frame, got {self.min_side}.")
+
+    def detect_faces(self, frame: np.ndarray) -> list[Detection]:
+        smallest = self.min_side * max(frame.shape[:2])
+        kept = [
+            detection
+            for detection in find_faces(self.detector, frame)
+            if detection.box[2] >= smallest and (detection.score is None or detection.score >= self.min_score)
+        ]
+        if self.by_score:
+            kept.sort(key=lambda detection: -1.0 if detection.score is None else -detection.score)
+        return kept
+
+    def detect(self, frame: np.ndarray) -> list[Box]:
+        return [detection.box for detection in self.detect_faces(frame)]
+
+
+#: A picture at most this many times the model's input side (and about square) is taken to be
+#: a face crop already, as FER2013's 48x48 images are: a detector needs a face with some
+#: picture around it, and cropping a crop again would frame it unlike the training faces.
+FACE_CROP_MAX_SCALE = 2.5
+
+
+def is_face_crop(height: int, width: int, input_size: int) -> bool:
+    """Whether a ``height`` x ``width`` picture is classified whole, as one face crop, for a model of ``input_size``.
+
+    True for pictures whose longest side is at most :data:`FACE_CROP_MAX_SCALE` times
+    ``input_size`` and whose sides differ by at most a third.
+    """
+    if height <= 0 or width <= 0:
+        return False
+    return max(height, width) <= FACE_CROP_MAX_SCALE * input_size and max(height, width) <= 4 / 3 * min(
+        height, width
+    )
+
+
 _photo_detectors: dict[str, tuple[FaceDetector, str | None]] = {}
 _photo_lock = threading.Lock()
 
 
-def photo_detector(name: str = DEFAULT_DETECTOR) -> FaceDetector:
-    """The shared detector ``name`` for still photos (group pictures, small faces); safe across threads.
+def photo_detector(name: str = DEFAULT_DETECTOR, min_score: float = DEFAULT_MIN_SCORE) -> FaceDetector:
+    """A detector ``name`` for still photos (group pictures, small faces); safe across threads.
 
-    Built once per process with :data:`PHOTO_SETTINGS`; falls back to the
-    cascade's photo settings as :func:`usable_detector` does (the reason is
-    :func:`photo_detector_fallback`).
+    Faces come surest first, those scored below ``min_score`` (from
+    :data:`PHOTO_MIN_SCORE`) left out; the Haar cascade has no scores, so
+    ``min_score`` does not change what it finds. The detector underneath is built
+    once per process with :data:`PHOTO_SETTINGS`; it falls back to the cascade's
+    photo settings as :func:`usable_detector` does (the reason is
+    :func:`photo_detector_fallback`). Raises ``ValueError`` for a ``min_score``
+    below :data:`PHOTO_MIN_SCORE` or not below 1.
     """
+    if not PHOTO_MIN_SCORE <= min_score < 1.0:
+        raise ValueError(f"min_score must be between {PHOTO_MIN_SCORE} and 1 for photos, got {min_score}.")
     with _photo_lock:
         if name not in _photo_detectors:
             detector, why = usable_detector(name, **PHOTO_SETTINGS.get(name, {}))
             if why is not None:
                 detector = HaarFaceDetector(**PHOTO_SETTINGS["haar"])
             _photo_detectors[name] = detector, why
-        return _photo_detectors[name][0]
+        base = _photo_detectors[name][0]
+    return FilteredDetector(base, min_score=min_score, by_score=True)
 
 
 def photo_detector_fallback(name: str = DEFAULT_DETECTOR) -> str | None:

@@ -108,6 +108,19 @@ def decode(
     return pixels
 
 
+def upright_size(data: bytes, *, name: str = "this file") -> tuple[int, int]:
+    """(width, height) of an image file as :func:`decode` turns it upright, read from its header alone.
+
+    For telling a user the size of what they uploaded when :func:`decode` shrank it.
+    Raises :class:`ImageError` as :func:`decode` does for bytes that are no image.
+    """
+    image = _open(data, name)
+    with image:
+        width, height = image.size
+        orientation = image.getexif().get(0x0112, 1)  # EXIF Orientation; 5-8 swap the sides
+    return (height, width) if orientation in (5, 6, 7, 8) else (width, height)
+
+
 def read_image_file(path: str | os.PathLike, *, gray: bool = False) -> np.ndarray:
     """:func:`decode` of a file, reading at most one byte past ``limits.MAX_IMAGE_FILE_BYTES``.
 

@@ -7,52 +7,63 @@ draw the live readout. Everything the two threads share sits behind one lock
 and is either replaced whole (immutable snapshots) or copied on read, so the
 frame thread never waits on the page for longer than a list copy.
 
-Per frame: optional mirror, :meth:`Recognizer.analyze` (the viewer's face
-detector and minimum face size, then one batched model call), faces matched
-to the previous frame's by box overlap (IoU) so each keeps an id, class
-probabilities smoothed per face with an exponential moving average, then
-:func:`draw_faces`. Nothing heavy is built per frame: the detector is rebuilt
+Per frame: optional mirror, :meth:`Recognizer.analyze` with the viewer's
+detector (:func:`webcam_detector`: the minimum face size is a share of the
+frame, so it means the same when the browser sends 320x240 instead of
+640x480), faces followed across frames by :class:`fertools.tracking.FaceTracker`
+(stable ids through detector flicker; a face gets an id once seen in two frames
+in a row), class probabilities smoothed per tracked face with an exponential
+moving average, then :func:`draw_faces`. Camera snapshots
+(:meth:`FrameProcessor.snapshot`) go through the same detector and analysis,
+without tracking. Nothing heavy is built per frame: the detector is rebuilt
 only when the detector choice or the minimum face size changes, and the
 model's first (tracing) call happens when the processor is built, not on the
 first frame. The readout splits each frame's time into detect, classify and
 draw.
 
-For the page around it: :func:`parse_ice_servers` (STUN/TURN settings),
-:class:`StreamWatch` (a stream that never delivers a frame) and
-:func:`timeline_figure` (the Plotly timeline).
-
 Frames are BGR ``uint8`` ``(H, W, 3)`` (see :mod:`fertools.constants`).
 :func:`write_y4m` and :func:`demo_frame` make fake-camera videos from synthetic
 faces for browser tests (Chromium's ``--use-file-for-fake-video-capture``).
+The page's own pieces (ICE servers, the stream watch, the timeline chart) live
+in :mod:`ui.webrtc` and :mod:`ui.webcam_charts`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
 import cv2
 import numpy as np
 import pandas as pd
-import plotly.graph_objects as go
 
 from fertools import synthetic
-from fertools.faces import DEFAULT_DETECTOR, DETECTORS, Box, FaceDetector, usable_detector
-from fertools.recognize import CLASS_COLOURS, FaceResult, Recognizer, draw_faces
+from fertools.faces import DEFAULT_DETECTOR, DETECTORS, Box, FaceDetector, FilteredDetector, usable_detector
+from fertools.recognize import FaceResult, Recognizer, draw_faces
+from fertools.tracking import FaceTracker, Track
+
+#: BlazeFace's short-range model finds faces from about a fifth of the frame's longest side up
+#: (on the sample portraits: found at 20%, missed at 15%); below that the full-range model
+#: (found down to 8%, about twice the time a frame) is used.
+SHORT_RANGE_MIN_FACE = 0.2
+#: The least face side, in frame pixels, either detector is asked to find; the minimum face
+#: size setting then drops smaller faces relative to the frame.
+SMALLEST_FACE_PX = 12
 
 
 @dataclass(frozen=True)
 class WebcamSettings:
     """What a viewer can change while frames flow."""
 
-    min_face: int = 60  # smallest face side in frame pixels; bigger is faster and ignores the background
+    # Smallest face side as a share of the frame's longest side: 0.1 is 64 px at 640x480 and
+    # 32 px at 320x240, so the same face is found when the browser lowers the resolution.
+    min_face: float = 0.1
     smoothing: float = 0.6  # weight of the past in the moving average: 0 = raw frames, 0.9 = very calm
     bars: bool = True  # draw every class's probability beside each face
     mirror: bool = True  # flip left-right first, so the picture moves like a mirror
@@ -61,10 +72,26 @@ class WebcamSettings:
     def __post_init__(self) -> None:
         if self.detector not in DETECTORS:
             raise ValueError(f"detector must be one of {DETECTORS}, got {self.detector!r}")
-        if not 12 <= self.min_face <= 2000:
-            raise ValueError(f"min_face must be between 12 and 2000 pixels, got {self.min_face}")
+        if not 0.03 <= self.min_face <= 0.9:
+            raise ValueError(
+                f"min_face must be between 0.03 and 0.9 of the frame's longest side, got {self.min_face}"
+            )
         if not 0.0 <= self.smoothing < 1.0:
             raise ValueError(f"smoothing must be in [0, 1), got {self.smoothing}")
+
+
+def webcam_detector(settings: WebcamSettings) -> FaceDetector:
+    """The detector for live frames and snapshots: faces of at least ``settings.min_face`` of the frame.
+
+    BlazeFace uses its short-range model when the minimum face is large enough for it
+    (:data:`SHORT_RANGE_MIN_FACE`), else the full-range one. Missing BlazeFace files give
+    the Haar cascade, as the recognizer's own detector does (the page says so).
+    """
+    options = {"min_face": SMALLEST_FACE_PX}
+    if settings.detector == "blazeface":
+        options["model"] = "short" if settings.min_face >= SHORT_RANGE_MIN_FACE else "full"
+    detector, _ = usable_detector(settings.detector, **options)
+    return FilteredDetector(detector, min_side=settings.min_face)
 
 
 class FaceReadout(NamedTuple):
@@ -90,6 +117,7 @@ class LiveReadout:
     ms_classify: float = 0.0  # cropping and classifying them
     ms_draw: float = 0.0  # drawing the annotations
     frames: int = 0  # frames processed since the processor was built or reset
+    frame_size: tuple[int, int] | None = None  # (width, height) of the latest frame, as the browser sends it
     last_frame_at: float | None = None  # processor clock at the latest frame
     error: str | None = None  # why the latest frame could not be analysed; None when it was
 
@@ -109,88 +137,6 @@ class TimelineRow(NamedTuple):
 TIMING_WINDOW_S = 2.0
 
 
-def box_iou(a: Box, b: Box) -> float:
-    """Intersection over union of two ``(x, y, w, h)`` boxes, in [0, 1]."""
-    ax, ay, aw, ah = a
-    bx, by, bw, bh = b
-    width = min(ax + aw, bx + bw) - max(ax, bx)
-    height = min(ay + ah, by + bh) - max(ay, by)
-    if width <= 0 or height <= 0:
-        return 0.0
-    overlap = width * height
-    return overlap / (aw * ah + bw * bh - overlap)
-
-
-@dataclass
-class _Track:
-    face_id: int
-    box: Box
-    probabilities: np.ndarray
-    missed: int = 0
-    logged_at: float = float("-inf")
-
-
-class FaceTracker:
-    """Gives each face a stable id across frames and smooths its probabilities.
-
-    Faces are matched to the previous frame's greedily, highest box IoU first;
-    a match needs at least ``min_iou``. A face missing for up to ``max_missed``
-    frames keeps its id and average (the detector blinks now and then).
-    Not thread-safe: :class:`FrameProcessor` guards it.
-    """
-
-    def __init__(self, min_iou: float = 0.3, max_missed: int = 5):
-        self.min_iou, self.max_missed = min_iou, max_missed
-        self.tracks: list[_Track] = []
-        self._next_id = 1
-
-    def reset(self) -> None:
-        self.tracks, self._next_id = [], 1
-
-    def update(self, boxes: Sequence[Box], probabilities: np.ndarray, smoothing: float) -> list[_Track]:
-        """Match ``boxes`` (with per-box ``probabilities`` (N, C)) to tracks; the tracks seen now, in box order.
-
-        A matched track's probabilities become ``smoothing * old + (1 - smoothing) * new``;
-        a new face starts from its raw probabilities.
-        """
-        pairs = sorted(
-            (
-                (box_iou(box, track.box), i, j)
-                for i, box in enumerate(boxes)
-                for j, track in enumerate(self.tracks)
-            ),
-            reverse=True,
-        )
-        matched: dict[int, _Track] = {}
-        used: set[int] = set()
-        for iou, i, j in pairs:
-            if iou < self.min_iou:
-                break
-            if i in matched or j in used:
-                continue
-            matched[i] = self.tracks[j]
-            used.add(j)
-
-        seen = []
-        for i, box in enumerate(boxes):
-            row = np.asarray(probabilities[i], dtype=np.float64)
-            track = matched.get(i)
-            if track is None:
-                track = _Track(self._next_id, tuple(box), row.copy())
-                self._next_id += 1
-                self.tracks.append(track)
-            else:
-                track.box, track.missed = tuple(box), 0
-                track.probabilities = smoothing * track.probabilities + (1.0 - smoothing) * row
-            seen.append(track)
-        seen_ids = {track.face_id for track in seen}
-        for track in self.tracks:
-            if track.face_id not in seen_ids:
-                track.missed += 1
-        self.tracks = [track for track in self.tracks if track.missed <= self.max_missed]
-        return seen
-
-
 class FrameProcessor:
     """Per-viewer live recognition: ``process`` on the frame thread, ``readout`` anywhere.
 
@@ -201,7 +147,8 @@ class FrameProcessor:
     ``timeline_interval`` is the least time between two timeline rows of one
     face (a 15 fps stream would otherwise fill it with near-copies);
     ``timeline_size`` bounds the rows kept, oldest dropped first. ``clock``
-    (seconds) is injectable for tests.
+    (seconds) is injectable for tests; the tracker's grace period runs on it.
+    ``tracker`` defaults to a :class:`~fertools.tracking.FaceTracker` with its defaults.
     """
 
     def __init__(
@@ -212,6 +159,7 @@ class FrameProcessor:
         timeline_interval: float = 0.2,
         timeline_size: int = 5000,
         clock: Callable[[], float] = time.perf_counter,
+        tracker: FaceTracker | None = None,
     ):
         _warm_up(recognizer)
         self._lock = threading.Lock()
@@ -219,8 +167,8 @@ class FrameProcessor:
         self.timeline_interval = timeline_interval
         self._recognizer = recognizer
         self._settings = settings or WebcamSettings()
-        self._detector = self._build_detector(self._settings)
-        self._tracker = FaceTracker()
+        self._detector = webcam_detector(self._settings)
+        self._tracker = tracker or FaceTracker()
         self._timeline: deque[TimelineRow] = deque(maxlen=timeline_size)
         # (start, seconds spent, of which detect, classify, draw) per recent frame
         self._timings: deque[tuple[float, float, float, float, float]] = deque()
@@ -228,11 +176,6 @@ class FrameProcessor:
         self._started_at: float | None = None
         # Bumped by every reset/model change, so a frame analysed before it cannot publish after it.
         self._generation = 0
-
-    @staticmethod
-    def _build_detector(settings: WebcamSettings) -> FaceDetector:
-        # Missing BlazeFace files give the cascade, as the recognizer's own detector does.
-        return usable_detector(settings.detector, min_face=settings.min_face)[0]
 
     # --- configuration (page thread) ---------------------------------------------------
 
@@ -254,7 +197,7 @@ class FrameProcessor:
             old = self._settings
             rebuild = (settings.min_face, settings.detector) != (old.min_face, old.detector)
         # Outside the lock: loading a cascade or a model must not stall the frame thread.
-        detector = self._build_detector(settings) if rebuild else None
+        detector = webcam_detector(settings) if rebuild else None
         with self._lock:
             self._settings = settings
             if detector is not None:
@@ -291,36 +234,34 @@ class FrameProcessor:
         """Analyse one BGR ``uint8`` frame and return an annotated copy (mirrored if set).
 
         Never raises for a model or detector failure: the frame comes back
-        unannotated and the reason is in ``readout().error``.
+        unannotated and the reason is in ``readout().error``. Faces are drawn and
+        read out once their track is confirmed (seen in two frames in a row).
         """
         start = self._clock()
         with self._lock:
             settings, detector = self._settings, self._detector
             recognizer, generation = self._recognizer, self._generation
-        if settings.mirror:
-            frame = cv2.flip(frame, 1)
+        frame = _upright(frame, settings)
         spent: dict[str, float] = {}
         try:
             results = recognizer.analyze(frame, detector=detector, timings=spent)
         except Exception as error:  # noqa: BLE001 - a broken frame must not end the stream; the page shows why
-            self._publish_error(start, generation, f"{type(error).__name__}: {error}")
+            self._publish_error(start, generation, f"{type(error).__name__}: {error}", frame)
             return frame
         classes = recognizer.classes
-        probabilities = np.array(
-            [[result.probabilities[name] for name in classes] for result in results], dtype=np.float64
-        ).reshape(len(results), len(classes))
 
         with self._lock:
             if generation != self._generation:
                 return frame
-            tracks = self._tracker.update([r.box for r in results], probabilities, settings.smoothing)
-            smoothed = [
-                _readout_of(track, classes)._replace(detection_score=result.detection_score)
-                for track, result in zip(tracks, results)
-            ]
+            tracks = self._tracker.update([result.box for result in results], start)
+            tracked = []
+            for track, result in zip(tracks, results):
+                _smooth(track, result, classes, settings.smoothing)
+                if track.face_id is not None:
+                    tracked.append((track, _readout_of(track, classes, result.detection_score), result.face))
         shown = [
-            FaceResult(face.box, face.label, face.probabilities, result.face, result.detection_score)
-            for face, result in zip(smoothed, results)
+            FaceResult(face.box, face.label, face.probabilities, crop, face.detection_score)
+            for _, face, crop in tracked
         ]
         # The split is measured in real seconds, like analyze's; ``clock`` stays the frame clock.
         drawing = time.perf_counter()
@@ -336,7 +277,7 @@ class FrameProcessor:
             )
             if self._started_at is None:
                 self._started_at = start
-            for track, face in zip(tracks, smoothed):
+            for track, face, _ in tracked:
                 if start - track.logged_at >= self.timeline_interval:
                     track.logged_at = start
                     row = tuple(float(p) for p in track.probabilities)
@@ -345,13 +286,14 @@ class FrameProcessor:
                     )
             total, detect, classify, draw = 1000.0 * np.mean([row[1:] for row in self._timings], axis=0)
             self._readout = LiveReadout(
-                faces=tuple(smoothed),
+                faces=tuple(face for _, face, _ in tracked),
                 fps=self._fps(),
                 ms_per_frame=float(total),
                 ms_detect=float(detect),
                 ms_classify=float(classify),
                 ms_draw=float(draw),
                 frames=self._readout.frames + 1,
+                frame_size=(frame.shape[1], frame.shape[0]),
                 last_frame_at=start,
             )
         return out
@@ -368,7 +310,7 @@ class FrameProcessor:
         first, last = self._timings[0][0], self._timings[-1][0]
         return (len(self._timings) - 1) / (last - first) if last > first else 0.0
 
-    def _publish_error(self, start: float, generation: int, message: str) -> None:
+    def _publish_error(self, start: float, generation: int, message: str, frame: np.ndarray) -> None:
         with self._lock:
             if generation != self._generation:
                 return
@@ -378,6 +320,7 @@ class FrameProcessor:
                 faces=(),
                 fps=self._fps(),
                 frames=self._readout.frames + 1,
+                frame_size=(frame.shape[1], frame.shape[0]),
                 last_frame_at=start,
                 error=message,
             )
@@ -408,10 +351,13 @@ class FrameProcessor:
         return self.timeline_frame().to_csv(index=False)
 
     def snapshot(self, image: np.ndarray) -> tuple[np.ndarray, list[FaceResult]]:
-        """Analyse one still picture with the current settings: ``(annotated BGR copy, faces)``.
+        """Analyse one still picture as a live frame is: ``(annotated BGR copy, faces)``.
 
-        For camera snapshots when live video is not possible; it leaves the
-        live readout, tracks and timeline alone. Errors from the model propagate.
+        For camera snapshots when live video is not possible: the same mirror,
+        detector (minimum face size relative to the picture) and model as the
+        stream, without tracking or smoothing; it leaves the live readout, tracks
+        and timeline alone. Gray and BGRA pictures are accepted. Errors from the
+        model propagate.
         """
         with self._lock:
             settings, detector, recognizer = self._settings, self._detector, self._recognizer
@@ -419,10 +365,14 @@ class FrameProcessor:
             image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
         elif image.shape[2] == 4:
             image = cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
-        if settings.mirror:
-            image = cv2.flip(image, 1)
+        image = _upright(image, settings)
         faces = recognizer.analyze(image, detector=detector)
         return draw_faces(image, faces, bars=settings.bars), faces
+
+
+def _upright(frame: np.ndarray, settings: WebcamSettings) -> np.ndarray:
+    """The frame as the viewer sees it: mirrored when the setting says so."""
+    return cv2.flip(frame, 1) if settings.mirror else frame
 
 
 def _warm_up(recognizer: Recognizer) -> None:
@@ -432,143 +382,21 @@ def _warm_up(recognizer: Recognizer) -> None:
     recognizer.classify(np.zeros((1, recognizer.input_size, recognizer.input_size), dtype=np.uint8))
 
 
-def _readout_of(track: _Track, classes: Sequence[str]) -> FaceReadout:
+def _smooth(track: Track, result: FaceResult, classes: Sequence[str], smoothing: float) -> None:
+    """Fold this frame's probabilities into the track's moving average (a new track starts from them)."""
+    row = np.array([result.probabilities[name] for name in classes], dtype=np.float64)
+    if track.probabilities is None or len(track.probabilities) != len(row):
+        track.probabilities = row
+    else:
+        track.probabilities = smoothing * track.probabilities + (1.0 - smoothing) * row
+
+
+def _readout_of(track: Track, classes: Sequence[str], detection_score: float | None) -> FaceReadout:
     best = int(np.argmax(track.probabilities))
     scores = {name: float(p) for name, p in zip(classes, track.probabilities)}
-    return FaceReadout(track.face_id, track.box, classes[best], scores[classes[best]], scores)
-
-
-# --- connection --------------------------------------------------------------------------
-
-
-def parse_ice_servers(value: str | Sequence | dict | None) -> list[dict]:
-    """ICE servers (STUN/TURN) for ``RTCConfiguration.iceServers`` from JSON text or parsed data.
-
-    Accepts a list of servers or ``{"iceServers": [...]}``; each server is a
-    mapping with ``urls`` (a URL or a list of them) and, for TURN, ``username``
-    and ``credential``. ``None`` or empty text gives ``[]`` (enough on
-    localhost, where no STUN server is needed). Raises ``ValueError`` with
-    one sentence saying what is wrong.
-    """
-    if value is None or (isinstance(value, str) and not value.strip()):
-        return []
-    if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except json.JSONDecodeError as error:
-            raise ValueError(
-                f"ICE servers are not valid JSON ({error.msg} at character {error.pos})."
-            ) from None
-    if isinstance(value, Mapping) and "iceServers" in value:
-        value = value["iceServers"]
-    if isinstance(value, Mapping) or not isinstance(value, Sequence) or isinstance(value, str):
-        # ValueError, not TypeError: to the user this is one more bad setting.
-        raise ValueError('ICE servers must be a list like [{"urls": "stun:stun.example.org:3478"}].')  # noqa: TRY004
-    servers = []
-    for index, server in enumerate(value):
-        if not isinstance(server, Mapping) or "urls" not in server:
-            raise ValueError(f'ICE server {index + 1} needs a "urls" entry.')
-        urls = server["urls"]
-        urls = [urls] if isinstance(urls, str) else list(urls)
-        if not urls or not all(isinstance(url, str) and url.split(":", 1)[0] in _ICE_SCHEMES for url in urls):
-            raise ValueError(
-                f"ICE server {index + 1}: every URL must start with stun:, stuns:, turn: or turns:."
-            )
-        entry = {"urls": urls}
-        for name in ("username", "credential"):
-            if name in server:
-                entry[name] = str(server[name])
-        servers.append(entry)
-    return servers
-
-
-_ICE_SCHEMES = ("stun", "stuns", "turn", "turns")
-
-#: Seconds a started stream may go without a single frame before we call it stuck.
-STREAM_TIMEOUT_S = 20.0
-
-NO_FRAMES = (
-    "No video has reached the server within {seconds:.0f} s of starting: the browser and the server "
-    "could not connect. Across networks WebRTC needs a STUN/TURN server (set FERLAB_ICE_SERVERS "
-    "or ice_servers in .streamlit/secrets.toml)."
-)
-ENDED_EARLY = (
-    "The live stream ended before any video reached the server: camera access was refused, the "
-    "camera is busy, or the connection failed (the message in the video box says which)."
-)
-
-
-@dataclass
-class StreamWatch:
-    """Tells a live stream that never delivers a frame from one that is just starting.
-
-    The browser component only reports *playing* or *signalling*; whether
-    frames flow is seen from the processor's frame count. Call :meth:`update`
-    on every page run; keep one per session.
-    """
-
-    timeout_s: float = STREAM_TIMEOUT_S
-    since: float | None = None  # when the current start was first seen
-    frames_at_start: int = 0
-    problem: str | None = None
-
-    def update(self, active: bool, frames: int, now: float) -> str | None:
-        """The current problem (one sentence) or None; ``active`` is playing or signalling."""
-        if active:
-            if self.since is None:
-                self.since, self.frames_at_start, self.problem = now, frames, None
-            elif frames > self.frames_at_start:
-                self.problem = None
-            elif now - self.since > self.timeout_s:
-                # The timeout, not the time waited: the message must not change while it stands.
-                self.problem = NO_FRAMES.format(seconds=self.timeout_s)
-        elif self.since is not None:
-            if frames == self.frames_at_start:
-                self.problem = ENDED_EARLY
-            self.since = None
-        return self.problem
-
-
-# --- the timeline chart -------------------------------------------------------------------
-
-
-def timeline_figure(
-    table: pd.DataFrame, face_id: int | None = None, last_s: float | None = None
-) -> go.Figure:
-    """A Plotly line chart of one face's smoothed class probabilities over time.
-
-    ``table`` is :meth:`FrameProcessor.timeline_frame`'s; ``face_id`` defaults
-    to the face with the most rows; ``last_s`` keeps only the latest seconds
-    (a live chart redrawn every second stays small). Lines use the class
-    colours of the video overlay.
-    """
-    classes = list(table.columns[4:])
-    if face_id is None and len(table):
-        face_id = int(table["face"].value_counts().idxmax())
-    rows = table[table["face"] == face_id] if face_id is not None else table
-    if last_s is not None and len(rows):
-        rows = rows[rows["seconds"] >= rows["seconds"].max() - last_s]
-    figure = go.Figure()
-    for name in classes:
-        blue, green, red = CLASS_COLOURS.get(name, (160, 160, 160))
-        figure.add_trace(
-            go.Scatter(
-                x=rows["seconds"],
-                y=rows[name],
-                name=name,
-                mode="lines",
-                line={"color": f"rgb({red},{green},{blue})", "width": 2},
-            )
-        )
-    figure.update_layout(
-        title=f"Face {face_id}" if face_id is not None else None,
-        xaxis_title="seconds",
-        yaxis={"title": "probability (smoothed)", "range": [0, 1]},
-        height=300,
-        margin={"l": 10, "r": 10, "t": 40, "b": 10},
-        legend={"orientation": "h", "y": -0.25},
+    return FaceReadout(
+        track.face_id, track.box, classes[best], scores[classes[best]], scores, detection_score
     )
-    return figure
 
 
 # --- fake cameras -----------------------------------------------------------------------
@@ -606,11 +434,7 @@ def demo_frame(
     params = synthetic.expression_params(emotion, rng)
     default_look = {name: getattr(synthetic.FaceParams(), name) for name in _LOOK_FIELDS}
     face = synthetic.render_face(dataclasses.replace(params, **default_look), rng)
-    frame = np.full((height, width, 3), background, dtype=np.uint8)
-    frame[y : y + side, x : x + side] = cv2.resize(face, (side, side), interpolation=cv2.INTER_CUBIC)[
-        ..., None
-    ]
-    return frame
+    return synthetic.face_frame([(x, y, side)], faces=[face], background=background, size=size)
 
 
 def write_y4m(path: str | os.PathLike, frames: Iterable[np.ndarray], fps: int = 15) -> int:

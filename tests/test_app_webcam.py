@@ -7,6 +7,7 @@ hands over is still real and is exercised with an ``av.VideoFrame``.
 
 from __future__ import annotations
 
+import json
 import shutil
 import sys
 from pathlib import Path
@@ -19,7 +20,11 @@ import pytest
 import streamlit_webrtc
 from streamlit.testing.v1 import AppTest
 
-from fertools.webcam import ENDED_EARLY, StreamWatch, demo_frame
+from fertools import synthetic
+from fertools.modelcard import read_card
+from fertools.webcam import demo_frame
+from ui.model_notes import SYNTHETIC_MODEL
+from ui.webrtc import ENDED_EARLY, MEDIA_STREAM_CONSTRAINTS, StreamWatch
 
 PAGE = str(Path(__file__).resolve().parent.parent / "app_pages" / "5_Webcam.py")
 
@@ -81,7 +86,9 @@ def test_page_renders_with_controls_and_starts_the_streamer(app, streamer):
     (call,) = streamer.calls
     assert call["key"] == "webcam"
     assert call["mode"] == streamlit_webrtc.WebRtcMode.SENDRECV
-    assert call["media_stream_constraints"] == {"video": True, "audio": False}
+    # An ideal resolution: without one the browser may send 320x240, where faces are half the pixels.
+    assert call["media_stream_constraints"] == MEDIA_STREAM_CONSTRAINTS
+    assert call["media_stream_constraints"]["video"]["width"] == {"ideal": 640}
     assert call["rtc_configuration"] == {"iceServers": []}
     assert call["async_processing"] is True
     assert "Press **START**" in texts(app)
@@ -112,12 +119,13 @@ def test_the_callback_annotates_frames_and_the_readout_shows_them(app, streamer)
 
 def test_settings_reach_the_processor(app, streamer):
     app.run()
-    app.slider(key="webcam_min_face").set_value(120)
+    assert app.session_state["webcam_processor"].settings.min_face == 0.1  # 10% of the frame
+    app.slider(key="webcam_min_face").set_value(25)
     app.slider(key="webcam_smoothing").set_value(0.2)
     app.toggle(key="webcam_mirror").set_value(False)
     app.run()
     settings = app.session_state["webcam_processor"].settings
-    assert (settings.min_face, settings.smoothing, settings.mirror, settings.bars) == (120, 0.2, False, True)
+    assert (settings.min_face, settings.smoothing, settings.mirror, settings.bars) == (0.25, 0.2, False, True)
     assert settings.detector == "blazeface"
     app.selectbox(key="webcam_detector").set_value("haar").run()
     assert not app.exception, app.exception
@@ -197,3 +205,53 @@ def test_without_webrtc_the_page_falls_back_to_snapshots(app, monkeypatch):
     assert not app.exception, app.exception
     assert "live video is unavailable" in texts(app)
     assert app.camera_input(key="webcam_snapshot") is not None
+
+
+def chart_title(at: AppTest) -> str:
+    (chart,) = at.get("plotly_chart")
+    return json.loads(chart.proto.spec)["layout"]["title"]["text"]
+
+
+def test_the_timeline_follows_the_face_the_readout_shows(app, streamer):
+    app.run()
+    app.toggle(key="webcam_mirror").set_value(False).run()
+    callback = streamer.calls[-1]["video_frame_callback"]
+    processor = app.session_state["webcam_processor"]
+    both = synthetic.face_frame([(20, 140, 200), (420, 140, 200)])
+    for _ in range(3):
+        callback(av.VideoFrame.from_ndarray(both, format="bgr24"))
+    ids = {face.face_id: face.box for face in processor.readout().faces}
+    assert sorted(ids) == [1, 2]
+    # Face 2 leaves; face 1 stays. A chart that defaulted to the newest id would stay on face 2.
+    x, y, _, _ = ids[1]
+    alone = synthetic.face_frame([(20, 140, 200) if x < 320 else (420, 140, 200)])
+    for _ in range(3):
+        callback(av.VideoFrame.from_ndarray(alone, format="bgr24"))
+    assert [face.face_id for face in processor.readout().faces] == [1]
+
+    streamer.playing = True
+    app.run()
+    assert not app.exception, app.exception
+    assert app.metric[0].label == "Face 1"
+    assert app.selectbox(key="webcam_timeline_face").value == 0  # "The face in view"
+    assert chart_title(app) == "Face 1"
+    app.selectbox(key="webcam_timeline_face").set_value(2).run()
+    assert chart_title(app) == "Face 2"
+
+
+def test_a_model_trained_on_synthetic_faces_is_flagged(app, streamer, ferlab_dirs):
+    card_file = ferlab_dirs["runs"] / "tiny" / "model" / "card.json"
+    card = json.loads(card_file.read_text())
+    card["dataset"] = {"source": "builtin", "synthetic": True}
+    card_file.write_text(json.dumps(card))
+    assert read_card(card_file.parent).dataset["synthetic"]
+    app.run()
+    assert not app.exception, app.exception
+    assert SYNTHETIC_MODEL in texts(app)
+
+
+def test_the_engine_fallback_is_shown(app, streamer, engine_fallback):
+    app.run()
+    assert not app.exception, app.exception
+    assert "could not be built" in texts(app)
+    assert SYNTHETIC_MODEL not in texts(app)

@@ -16,12 +16,15 @@ from fertools import blazeface
 from fertools.blazeface import BlazeFaceDetector, decode, sigmoid, ssd_anchors, weighted_nms
 from fertools.engine import lite_interpreter
 from fertools.faces import (
+    DEFAULT_MIN_SCORE,
     DETECTORS,
     KEYPOINTS,
     Detection,
     DetectorUnavailableError,
+    FilteredDetector,
     HaarFaceDetector,
     find_faces,
+    is_face_crop,
     make_detector,
     photo_detector,
     usable_detector,
@@ -240,10 +243,61 @@ def test_interpreters_come_from_an_installed_runtime(short, monkeypatch):
 
 def test_photo_detector_is_shared_and_searches_tiles():
     detector = photo_detector()
-    assert detector is photo_detector("blazeface")
-    assert (detector.model, detector.tiles) == ("full", (1, 2))
-    assert isinstance(photo_detector("haar"), HaarFaceDetector)
-    assert photo_detector("haar").min_face == 30
+    assert detector.detector is photo_detector("blazeface").detector
+    assert (detector.detector.model, detector.detector.tiles) == ("full", (1, 2))
+    assert (detector.min_score, detector.by_score) == (DEFAULT_MIN_SCORE, True)
+    assert isinstance(photo_detector("haar").detector, HaarFaceDetector)
+    assert photo_detector("haar").detector.min_face == 30
+    assert photo_detector(min_score=0.8).min_score == 0.8
+    with pytest.raises(ValueError, match="between 0.3 and 1"):
+        photo_detector(min_score=0.1)
+
+
+class Scripted:
+    """A detector that always finds the same faces (largest first, as detectors do)."""
+
+    def __init__(self, detections):
+        self.detections = sorted(detections, key=lambda d: -d.box[2] * d.box[3])
+
+    def detect_faces(self, frame):
+        return list(self.detections)
+
+
+def test_filtered_detector_drops_weak_and_small_faces_and_can_put_the_surest_first():
+    big_unsure = Detection((0, 0, 300, 300), 0.55)
+    small_sure = Detection((400, 100, 40, 40), 0.97)
+    medium = Detection((100, 300, 120, 120), 0.8)
+    scripted = Scripted([big_unsure, small_sure, medium])
+    frame = np.zeros((480, 640, 3), np.uint8)
+    assert FilteredDetector(scripted).detect_faces(frame) == [big_unsure, medium, small_sure]
+    assert FilteredDetector(scripted, by_score=True).detect_faces(frame) == [small_sure, medium, big_unsure]
+    assert FilteredDetector(scripted, min_score=0.6).detect(frame) == [medium.box, small_sure.box]
+    # A share of the frame's longest side: 0.1 of 640 px is 64 px here, 32 px at half the size.
+    assert FilteredDetector(scripted, min_side=0.1).detect_faces(frame) == [big_unsure, medium]
+    assert len(FilteredDetector(scripted, min_side=0.1).detect_faces(frame[::2, ::2])) == 3
+    scoreless = Scripted([Detection((0, 0, 50, 50)), Detection((100, 0, 80, 80), 0.6)])
+    assert [
+        d.score for d in FilteredDetector(scoreless, min_score=0.9, by_score=True).detect_faces(frame)
+    ] == [None]
+    with pytest.raises(ValueError, match="min_score"):
+        FilteredDetector(scripted, min_score=1.0)
+    with pytest.raises(ValueError, match="min_side"):
+        FilteredDetector(scripted, min_side=2.0)
+
+
+@pytest.mark.parametrize(
+    ("height", "width", "crop"),
+    [
+        (48, 48, True),
+        (100, 90, True),
+        (120, 120, True),
+        (121, 121, False),
+        (48, 100, False),
+        (480, 640, False),
+    ],
+)
+def test_pictures_the_size_of_a_model_input_are_face_crops(height, width, crop):
+    assert is_face_crop(height, width, 48) is crop
 
 
 # --- without the model package -------------------------------------------------------------------
