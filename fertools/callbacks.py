@@ -40,9 +40,16 @@ class Progress:
 
 ProgressFn = Callable[[Progress], None]
 
+#: Most points of the per-batch curve kept in progress.json; past it every other point is dropped.
+MAX_CURVE_POINTS = 400
+
 
 class ProgressReport(keras.callbacks.Callback):
     """Batch and epoch events as :class:`Progress`: to progress.json and to ``report``; polls ``should_stop``.
+
+    progress.json also carries ``curve``: ``{"x", "loss", "accuracy"}`` at batch ends (``x`` in
+    epochs, fractional), at most :data:`MAX_CURVE_POINTS` spread over the run, so the first
+    epoch already draws a training curve.
 
     Example:
         ``model.fit(..., callbacks=[ProgressReport(run, epochs, steps, 64, print)])``
@@ -66,6 +73,9 @@ class ProgressReport(keras.callbacks.Callback):
         self._start = time.monotonic()
         self._epoch_start = self._start
         self._epochs_timed: list[float] = []
+        self._curve: list[dict] = []
+        self._curve_step = 1  # keep every n-th batch end; doubles whenever the curve is full
+        self._batch_ends = 0
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch + 1
@@ -99,12 +109,29 @@ class ProgressReport(keras.callbacks.Callback):
         clean_logs = {
             k: float(v) for k, v in logs.items() if np.isscalar(v) or getattr(v, "shape", None) == ()
         }
+        if not epoch_end:
+            self._add_curve_point(done, clean_logs)
         progress = Progress(
             self._epoch, self.epochs, batch, self.batches, now - self._start, eta, rate, clean_logs, epoch_end
         )
-        self.run.write_progress({**asdict(progress), "fraction": progress.fraction, "time": time.time()})
+        self.run.write_progress(
+            {**asdict(progress), "fraction": progress.fraction, "time": time.time(), "curve": self._curve}
+        )
         if self.report is not None:
             self.report(progress)
+
+    def _add_curve_point(self, x: float, logs: dict) -> None:
+        self._batch_ends += 1
+        if self._batch_ends % self._curve_step:
+            return
+        point = {
+            "x": round(x, 4),
+            **{k: logs[k] for k in ("loss", "accuracy") if math.isfinite(logs.get(k, math.nan))},
+        }
+        self._curve.append(point)
+        if len(self._curve) > MAX_CURVE_POINTS:
+            self._curve = self._curve[1::2]
+            self._curve_step *= 2
 
 
 class StopOnNaN(keras.callbacks.TerminateOnNaN):

@@ -15,6 +15,8 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from fertools.estimate import format_duration
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
@@ -38,13 +40,6 @@ def _bar(fraction: float, width: int = 28) -> str:
 def _print_progress(fraction: float, text: str) -> None:
     end = "\n" if fraction >= 1 else ""
     print(f"\r{_bar(fraction)} {text}", end=end, file=sys.stderr, flush=True)
-
-
-def _duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "?"
-    seconds = int(seconds)
-    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
 # --- commands ---------------------------------------------------------------------------------
@@ -191,7 +186,9 @@ def cmd_train(args) -> int:
         metrics = " ".join(
             f"{k} {v:.4f}" for k, v in p.logs.items() if k in ("loss", "accuracy", "val_accuracy")
         )
-        text = f"epoch {p.epoch}/{p.epochs} batch {p.batch}/{p.batches} {metrics} eta {_duration(p.eta)}"
+        text = (
+            f"epoch {p.epoch}/{p.epochs} batch {p.batch}/{p.batches} {metrics} eta {format_duration(p.eta)}"
+        )
         if p.epoch_end:
             print(f"\r{_bar(p.fraction)} {text}", file=sys.stderr, flush=True)
         elif sys.stderr.isatty():
@@ -372,6 +369,7 @@ def cmd_bench(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from fertools.bench import SECTIONS as BENCH_SECTIONS
     from fertools.config import CLASS_WEIGHTS, OPTIMIZERS, PRESETS, SCHEDULES
     from fertools.constants import DEFAULT_MODEL_DIR
 
@@ -464,7 +462,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="small sizes, for CI")
     p.add_argument("--csv", help="a real fer2013.csv to time instead of a generated one")
     p.add_argument("--folder", help="a real image folder to time instead of a generated one")
-    p.add_argument("--skip", nargs="*", choices=("loading", "recognition", "training", "baselines"))
+    p.add_argument("--skip", nargs="*", choices=BENCH_SECTIONS)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_bench)
     return parser

@@ -461,7 +461,10 @@ def sweep(
         raise ValueError("every swept setting needs at least one value")
     keys = list(grid)
     combos = [dict(zip(keys, values)) for values in itertools.product(*(grid[k] for k in keys))]
-    configs = [replace(base, **combo) for combo in combos]
+    # Swept epochs rescale the settings that count epochs (cosine cycles, weight average) to fit.
+    configs = [
+        replace(base.with_epochs(combo["epochs"]) if "epochs" in combo else base, **combo) for combo in combos
+    ]
     for config in configs:  # all or nothing: check every config before queueing any
         config.validate()
     names = ["sweep " + ", ".join(f"{key}={value}" for key, value in combo.items()) for combo in combos]

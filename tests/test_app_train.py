@@ -6,6 +6,7 @@ tiny built-in set saved as an .npz, so the one real training run takes seconds.
 
 from __future__ import annotations
 
+import base64
 import fcntl
 import json
 import os
@@ -22,6 +23,7 @@ from streamlit.testing.v1 import AppTest
 from fertools import jobs
 from fertools.config import PRESETS, TrainConfig
 from fertools.data import save_npz
+from fertools.estimate import format_duration
 from fertools.evaluate import report
 
 PAGE = str(Path(__file__).resolve().parent.parent / "app_pages" / "3_Train.py")
@@ -227,10 +229,18 @@ def test_sweep_form_queues_the_grid(tiny_source, ferlab_dirs):
     fcntl.flock(slot, fcntl.LOCK_EX | fcntl.LOCK_NB)
     try:
         at = app(tiny_source).run()
+        # The shipped recipe's cosine cycles and weight average are rescaled to each swept epochs.
+        at.selectbox(key="train_preset").set_value("default").run()
         at.number_input(key="train_epochs").set_value(3)  # swept over, so this value is not used
         at.multiselect[-2].set_value([32, 64])
         at.multiselect[-1].set_value([1, 2])
         button(at, "Queue sweep").click().run()
+        assert not at.exception, at.exception
+        # First what it costs, and nothing queued until the student says yes.
+        assert "This sweep queues 4 runs of default, 6 epochs in all" in texts(at)
+        assert "no time estimate" in texts(at)
+        assert jobs.list_runs() == []
+        button(at, "Queue these 4 runs").click().run()
         assert not at.exception, at.exception
         assert "Queued 4 runs" in texts(at)
         runs = jobs.list_runs()
@@ -241,6 +251,8 @@ def test_sweep_form_queues_the_grid(tiny_source, ferlab_dirs):
             (64, 2),
         ]
         assert sorted(r.queue_position for r in runs) == [1, 2, 3, 4]
+        assert all(sum(r.config.cycle_epochs) in (0, r.config.epochs) for r in runs)
+        assert {r.config.augment for r in runs} == {PRESETS["default"].augment}
 
         assert at.selectbox(key="train_sweep_shown").value == runs[0].sweep["id"]
         assert len(at.dataframe[-1].value) == 4  # the sweep's table under All runs
@@ -285,3 +297,153 @@ def test_start_a_run_watch_it_finish_and_see_results(tiny_source):
 
     button(at, "Use this model").click().run()
     assert at.session_state["model_dir"] == str(run.run_dir / "model")
+
+
+@pytest.fixture
+def held_slot(ferlab_dirs) -> Iterator[None]:
+    """Hold the only job slot, so queued runs wait in the queue and never train."""
+    (ferlab_dirs["runs"] / jobs.SLOTS).mkdir(parents=True)
+    slot = os.open(ferlab_dirs["runs"] / jobs.SLOTS / "slot-0.lock", os.O_RDWR | os.O_CREAT)
+    fcntl.flock(slot, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    yield
+    os.close(slot)
+
+
+def chart_specs(at: AppTest) -> list[dict]:
+    return [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
+
+
+def numbers(values) -> list[float]:
+    """A trace's values, which Plotly may send as typed base64 (``{"dtype", "bdata"}``)."""
+    if isinstance(values, dict):
+        return np.frombuffer(base64.b64decode(values["bdata"]), dtype=values["dtype"]).tolist()
+    return list(values)
+
+
+def test_a_preset_fills_every_field_with_its_own_augmentation(tiny_source, held_slot):
+    at = app(tiny_source)
+    at.session_state["augment_config"] = {"rotation": 33.0, "zoom": 0.0}  # from the Augmentation page
+    at.run()
+    at.selectbox(key="train_preset").set_value("default").run()
+    assert not at.exception, at.exception
+    assert "Augmentation (from the default preset): rotation 10" in texts(at)
+    assert "erasing 0.25" in texts(at)
+    button(at, "Start training").click().run()
+    assert not at.exception, at.exception
+    [run] = jobs.list_runs()
+    assert run.config == PRESETS["default"]  # the shipped recipe, augmentation included
+
+    # The Augmentation page's settings are one click away again.
+    button(at, "Use the Augmentation page's settings instead").click().run()
+    assert "Augmentation (from the Augmentation page): rotation 33.0" in texts(at)
+
+
+def test_fewer_epochs_after_a_preset_adapt_the_settings_that_count_epochs(tiny_source, held_slot):
+    at = app(tiny_source).run()
+    at.selectbox(key="train_preset").set_value("default").run()
+    at.number_input(key="train_epochs").set_value(3).run()
+    assert not at.exception, at.exception
+    [note] = [i.value for i in at.info if "For 3 epochs" in i.value]
+    assert "Cosine cycles" in note and "Average the final epochs to 1" in note
+    assert at.text_input(key="train_cycles").value == ""
+    assert at.number_input(key="train_average").value == 1
+    button(at, "Start training").click().run()
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    [run] = jobs.list_runs()
+    assert (run.config.epochs, run.config.cycle_epochs, run.config.average_epochs) == (3, (), 1)
+
+    # Cycles typed by hand that do not fit: one sentence naming the widget, no field names.
+    at.text_input(key="train_cycles").set_value("2, 2").run()
+    button(at, "Start training").click().run()
+    [error] = [e.value for e in at.error]
+    assert "Cosine cycles" in error and "add up to 4 epochs but Epochs is 3" in error
+    assert "cycle_epochs" not in error and "average_epochs" not in error
+
+
+def test_a_sweep_estimate_uses_the_speed_measured_here(tiny_source, tiny_builtin, ferlab_dirs, held_slot):
+    run_id = fake_finished_run(ferlab_dirs["runs"], tiny_builtin)
+    progress = {"epoch": 12, "epochs": 12, "batch": 2, "batches": 2, "images_per_second": 50.0, "logs": {}}
+    (ferlab_dirs["runs"] / run_id / "progress.json").write_text(json.dumps(progress))
+    at = app(tiny_source).run()
+    at.multiselect(key="train_sweep_batches").set_value([32, 64])
+    at.multiselect(key="train_sweep_epochs").set_value([1, 2])
+    button(at, "Queue sweep").click().run()
+    assert not at.exception, at.exception
+    faces = len(tiny_builtin.with_validation(0.1).subset("train"))
+    seconds = 2 * faces * 3 / 50.0  # two batch sizes, 1 + 2 epochs each, at 50 faces a second
+    assert f"about {format_duration(seconds)} of training at the speed measured here" in texts(at)
+    button(at, "Don't queue it").click().run()
+    assert "This sweep queues" not in texts(at)
+    assert [run.id for run in jobs.list_runs()] == [run_id]
+
+
+def test_the_form_survives_a_visit_to_another_page(tiny_source, held_slot):
+    at = AppTest.from_file(str(Path(PAGE).parent.parent / "app.py"), default_timeout=180)
+    at.session_state["dataset_source"] = tiny_source
+    at.session_state["dataset_label"] = "tiny built-in"
+    at.run()
+    at.switch_page("app_pages/3_Train.py").run()
+    at.number_input(key="train_epochs").set_value(7).run()
+    at.multiselect(key="train_sweep_batches").set_value([16])
+    at.multiselect(key="train_sweep_epochs").set_value([2])
+    button(at, "Queue sweep").click().run()
+    assert not at.exception, at.exception
+
+    at.switch_page("app_pages/1_Dataset.py").run()
+    at.switch_page("app_pages/3_Train.py").run()
+    assert not at.exception, at.exception
+    assert at.number_input(key="train_epochs").value == 7
+    assert at.multiselect(key="train_sweep_batches").value == [16]
+    assert at.multiselect(key="train_sweep_epochs").value == [2]
+    assert "This sweep queues 1 runs of default, 2 epochs in all" in texts(at)
+
+
+def test_a_cancelled_runs_accuracy_is_plotted_on_0_to_100_percent(tiny_source, tiny_builtin, ferlab_dirs):
+    run_id = fake_finished_run(ferlab_dirs["runs"], tiny_builtin)
+    run_dir = ferlab_dirs["runs"] / run_id
+    job = json.loads((run_dir / "job.json").read_text())
+    job["sweep"] = {"id": "20261120-100000-aaaa", "values": {"batch_size": 64, "epochs": 12}}
+    (run_dir / "job.json").write_text(json.dumps(job))
+    status = {"state": "cancelled", "reason": "cancelled at epoch 2", "started": 1.0, "finished": 61.0}
+    (run_dir / "status.json").write_text(json.dumps(status))
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    (run_dir / "metrics.json").write_text(json.dumps({**metrics, "accuracy": 0.143}))
+    at = app(tiny_source).run()
+    assert not at.exception, at.exception
+    specs = chart_specs(at)
+    sweep = [
+        spec
+        for spec in specs
+        if spec["data"][0]["type"] == "scatter" and numbers(spec["data"][0]["y"]) == [0.143]
+    ]
+    assert sweep and sweep[0]["layout"]["yaxis"]["range"] == [0, 1]
+    compare = [
+        spec
+        for spec in specs
+        if spec["layout"].get("yaxis", {}).get("title", {}).get("text") == "val. accuracy"
+    ]
+    assert all(spec["layout"]["yaxis"]["range"] == [0, 1] for spec in compare)
+
+
+def test_the_first_epoch_draws_batch_curves_and_the_evaluation_step_shows(
+    tiny_source, ferlab_dirs, fake_worker
+):
+    run_id = fake_running_run(ferlab_dirs["runs"], fake_worker)
+    run_dir = ferlab_dirs["runs"] / run_id
+    (run_dir / "history.csv").unlink()  # still in its first epoch
+    progress = json.loads((run_dir / "progress.json").read_text())
+    curve = [{"x": 0.1 * i, "loss": 2.0 - 0.1 * i, "accuracy": 0.1 + 0.02 * i} for i in range(1, 6)]
+    (run_dir / "progress.json").write_text(json.dumps({**progress, "epoch": 1, "curve": curve}))
+    at = app(tiny_source).run()
+    assert not at.exception, at.exception
+    traces = [trace for spec in chart_specs(at) for trace in spec["data"]]
+    batch_traces = [t for t in traces if t.get("name", "").startswith("training loss (per batch")]
+    assert batch_traces and len(numbers(batch_traces[0]["x"])) == 5
+    assert "evaluation and saving follow" in at.get("progress")[1].proto.text
+
+    status = json.loads((run_dir / "status.json").read_text())
+    (run_dir / "status.json").write_text(json.dumps({**status, "phase": "evaluating"}))
+    at.run()
+    assert "evaluating the chosen weights" in at.get("progress")[0].proto.text
+    assert "evaluating" in [m.value for m in at.metric]

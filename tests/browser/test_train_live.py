@@ -32,6 +32,15 @@ def training_points(app) -> int:
     return max(counts, default=0)
 
 
+def batch_curve_shown(app) -> bool:
+    """Whether the smoothed per-batch training curve (drawn while a run trains) is on the page."""
+    return any(
+        (trace["name"] or "").startswith("training loss (per batch")
+        for chart in app.plotly_charts()
+        for trace in chart
+    )
+
+
 def test_training_curves_grow_live_then_confusion_matrix(app, tiny_dataset: Path) -> None:
     page = app.page
     app.goto("/Dataset", "Download .npz", timeout_s=180)
@@ -58,18 +67,21 @@ def test_training_curves_grow_live_then_confusion_matrix(app, tiny_dataset: Path
 
     # Watch the curves while the run trains: (seconds, points) whenever the count changes.
     seen: list[tuple[float, int]] = []
+    batch_curve = False
     start = time.monotonic()
     while not page.get_by_text("Confusion matrix", exact=True).count():
         assert time.monotonic() - start < RUN_TIMEOUT_S, f"not finished after {RUN_TIMEOUT_S} s: {seen}"
         failed = page.locator('[data-testid="stAlert"]').filter(has_text="This run failed")
         assert not failed.count(), failed.first.inner_text()
         points = training_points(app)
+        batch_curve = batch_curve or batch_curve_shown(app)
         if not seen or points != seen[-1][1]:
             seen.append((round(time.monotonic() - start, 1), points))
         page.wait_for_timeout(250)
     live = [points for _, points in seen if points]
     print(f"epochs plotted over time (s, points): {seen}")
     assert len(set(live)) >= 2 and live == sorted(live), f"the curves did not grow live: {seen}"
+    assert batch_curve, "no per-batch training curve was drawn while the run trained"
 
     app.wait("Confusion matrix")
     assert training_points(app) == EPOCHS
