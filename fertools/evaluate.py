@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import keras
 import numpy as np
+
+if TYPE_CHECKING:
+    from fertools.data import Dataset
 
 
 @dataclass(frozen=True)
@@ -37,8 +42,7 @@ class Evaluation:
     @property
     def confusion_normalized(self) -> np.ndarray:
         """Rows sum to 1 (recall on the diagonal); empty rows stay zero."""
-        totals = self.confusion.sum(axis=1, keepdims=True)
-        return np.divide(self.confusion, totals, out=np.zeros(self.confusion.shape), where=totals > 0)
+        return normalize_rows(self.confusion)
 
     @property
     def macro_f1(self) -> float:
@@ -57,6 +61,35 @@ class Evaluation:
             },
             "confusion": self.confusion.tolist(),
         }
+
+
+def normalize_rows(confusion: np.ndarray) -> np.ndarray:
+    """A (k, k) confusion matrix with each row divided by its sum (``float``); empty rows stay zero."""
+    confusion = np.asarray(confusion)
+    totals = confusion.sum(axis=1, keepdims=True)
+    return np.divide(confusion, totals, out=np.zeros(confusion.shape), where=totals > 0)
+
+
+def worst_confusion(confusion: np.ndarray) -> tuple[int, int] | None:
+    """``(true, predicted)`` of the most frequent mistake in a (k, k) confusion; None if there is none."""
+    confusion = np.asarray(confusion)
+    off_diagonal = confusion - np.diag(np.diag(confusion))
+    if off_diagonal.sum() == 0:
+        return None
+    true, predicted = np.unravel_index(off_diagonal.argmax(), off_diagonal.shape)
+    return int(true), int(predicted)
+
+
+def mistakes(
+    labels: np.ndarray, probabilities: np.ndarray, true: int, predicted: int, limit: int | None = None
+) -> np.ndarray:
+    """Rows of faces of class ``true`` predicted as ``predicted``, the most confident mistakes first.
+
+    ``labels`` (N,) ints and ``probabilities`` (N, C); returns at most ``limit`` row indices (int64).
+    """
+    rows = np.flatnonzero((np.asarray(labels) == true) & (probabilities.argmax(axis=1) == predicted))
+    rows = rows[np.argsort(-probabilities[rows, predicted], kind="stable")]
+    return rows if limit is None else rows[:limit]
 
 
 def predict_proba(
@@ -135,3 +168,93 @@ def format_table(evaluation: Evaluation) -> str:
     for name, row in zip(evaluation.classes, evaluation.confusion):
         lines.append(f"{name:<{width}}" + "".join(f"{v:>8}" for v in row))
     return "\n".join(lines)
+
+
+# --- scoring a model on a dataset's held-out split (the Evaluate page) ----------------------------
+
+#: Held-out splits, in the order they are offered: FER2013's PrivateTest is ``test``, PublicTest ``val``.
+HELD_OUT_SPLITS = ("test", "val")
+#: Faces converted to float32 and run at a time by :func:`evaluate_split`: 9 MiB (twice with TTA),
+#: where FER2013's two test splits at once would be 66 MiB.
+CHUNK_FACES = 1024
+
+
+def held_out_splits(dataset: Dataset) -> list[str]:
+    """The splits of ``dataset`` a model can be scored on: ``test`` and ``val`` where present."""
+    return [name for name in HELD_OUT_SPLITS if name in dataset.splits]
+
+
+def split_rows(dataset: Dataset, split: str) -> np.ndarray:
+    """Row indices (int64) of ``split`` in ``dataset``: row i of :func:`evaluate_split` is row ``rows[i]``."""
+    return np.flatnonzero(dataset.split == split)
+
+
+def label_indices(
+    labels: np.ndarray, dataset_classes: tuple[str, ...], model_classes: tuple[str, ...]
+) -> np.ndarray:
+    """``labels`` (indices into ``dataset_classes``) as indices into ``model_classes`` (int64).
+
+    Raises ``ValueError`` (one sentence) when the data has classes the model does not know.
+    """
+    index = {name: i for i, name in enumerate(model_classes)}
+    unknown = [name for name in dataset_classes if name not in index]
+    if unknown:
+        raise ValueError(
+            f"the model does not know the classes {', '.join(unknown)} of this data; it knows {', '.join(model_classes)}."
+        )
+    lookup = np.array([index[name] for name in dataset_classes], dtype=np.int64)
+    return lookup[np.asarray(labels, dtype=np.int64)]
+
+
+def evaluate_split(
+    model: keras.Model,
+    dataset: Dataset,
+    split: str,
+    model_classes: tuple[str, ...],
+    *,
+    tta: bool = False,
+    chunk_size: int = CHUNK_FACES,
+    progress: Callable[[float], None] | None = None,
+) -> Evaluation:
+    """Score ``model`` (classes ``model_classes``, in its output order) on one split of ``dataset``.
+
+    Faces go through the model ``chunk_size`` at a time, so memory stays bounded whatever the
+    split's size; ``progress(fraction)`` is called after each chunk. The evaluation's labels and
+    classes are the model's; its row i is dataset row ``split_rows(dataset, split)[i]``. Raises
+    ``ValueError`` (one sentence) for a split the data lacks or classes the model does not know.
+    """
+    if split not in dataset.splits:
+        raise ValueError(
+            f"the data has no {split!r} split; it has {', '.join(dataset.splits) or 'no faces'}."
+        )
+    labels = label_indices(dataset.labels, dataset.classes, tuple(model_classes))
+    rows = split_rows(dataset, split)
+    chunks = []
+    for start in range(0, len(rows), chunk_size):
+        chosen = rows[start : start + chunk_size]
+        chunks.append(predict_proba(model, dataset.images[chosen], tta=tta))
+        if progress is not None:
+            progress(min(1.0, (start + len(chosen)) / len(rows)))
+    probabilities = np.concatenate(chunks)
+    return report(probabilities, labels[rows], tuple(model_classes), tta)
+
+
+def cell_at(point: dict, classes: tuple[str, ...]) -> tuple[int, int] | None:
+    """The ``(true, predicted)`` confusion cell a clicked chart point names, or None.
+
+    ``point`` is one Plotly selection point: its ``customdata`` ``[true, predicted]`` where the
+    chart carries it, else its ``y`` (true) and ``x`` (predicted) class names.
+    """
+    custom = point.get("customdata")
+    k = len(classes)
+    if isinstance(custom, list | tuple) and len(custom) == 2:
+        try:
+            true, predicted = int(custom[0]), int(custom[1])
+        except (TypeError, ValueError):
+            true = predicted = -1
+        if 0 <= true < k and 0 <= predicted < k:
+            return true, predicted
+    names = {name: i for i, name in enumerate(classes)}
+    if point.get("y") in names and point.get("x") in names:
+        return names[point["y"]], names[point["x"]]
+    return None
