@@ -14,7 +14,7 @@ page = st.navigation(
             entry.path,
             title=entry.title,
             icon=entry.icon,
-            url_path="" if entry.path == "app_pages/home.py" else entry.title,
+            url_path="" if entry.path == "app_pages/home.py" else entry.title.replace(" ", "_"),
             default=entry.path == "app_pages/home.py",
         )
         for entry in PAGES

@@ -7,7 +7,9 @@ Argparse choices and page widgets take their options from the tuples here.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+import math
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
 SCHEDULES = ("constant", "cosine", "plateau")
@@ -99,6 +101,8 @@ class TrainConfig:
     mixed_precision: str = "auto"
     #: Extra keyword arguments for the architecture's builder.
     model_kwargs: dict = field(default_factory=dict)
+    #: A model folder whose weights the run starts from (fine-tuning); empty starts from scratch.
+    start_from: str = ""
 
     def validate(self) -> None:
         """Raise ``ValueError`` with one sentence for a setting that cannot work."""
@@ -126,10 +130,26 @@ class TrainConfig:
             raise ValueError("label smoothing must be in [0, 1)")
         if not 0 <= self.average_epochs <= self.epochs:
             raise ValueError(f"average_epochs must be between 0 and the {self.epochs} epochs")
+        if self.start_from and not (Path(self.start_from) / "card.json").is_file():
+            raise ValueError(f"{self.start_from} is not a model folder to start from (it has no card.json)")
         if self.cycle_epochs and (sum(self.cycle_epochs) != self.epochs or min(self.cycle_epochs) < 1):
             raise ValueError(
                 f"the cosine cycles {list(self.cycle_epochs)} must be positive and sum to the {self.epochs} epochs"
             )
+
+    def with_epochs(self, epochs: int) -> TrainConfig:
+        """This run over ``epochs`` epochs, with the settings that count epochs rescaled to fit.
+
+        The cosine cycles keep their proportions (each at least one epoch; one cycle when there are
+        more cycles than epochs) and the weight average keeps its share of the run (at least one
+        epoch when it was on). ``PRESETS["default"].with_epochs(10).cycle_epochs == (1, 2, 2, 3, 2)``.
+        """
+        average = 0
+        if self.average_epochs:
+            average = min(epochs, max(1, round(self.average_epochs * epochs / max(1, self.epochs))))
+        return replace(
+            self, epochs=epochs, cycle_epochs=_rescale(self.cycle_epochs, epochs), average_epochs=average
+        )
 
     def to_dict(self) -> dict:
         values = asdict(self)
@@ -144,6 +164,24 @@ class TrainConfig:
         if "cycle_epochs" in known:
             known["cycle_epochs"] = tuple(int(n) for n in known["cycle_epochs"])
         return cls(**known)
+
+
+def _rescale(cycles: tuple[int, ...], epochs: int) -> tuple[int, ...]:
+    """Cycle lengths in the same proportions, summing to ``epochs`` (largest remainders round up)."""
+    total = sum(cycles)
+    if total == epochs:
+        return tuple(cycles)
+    if not cycles or total <= 0 or len(cycles) > epochs:
+        return ()
+    exact = [cycle * epochs / total for cycle in cycles]
+    parts = [max(1, math.floor(share)) for share in exact]
+    by_remainder = sorted(range(len(parts)), key=lambda i: exact[i] - parts[i], reverse=True)
+    for i in range(epochs - sum(parts)):  # short: the largest remainders get one more epoch
+        parts[by_remainder[i % len(parts)]] += 1
+    while sum(parts) > epochs:  # over (cycles raised to 1): take from the most rounded-up cycle
+        longest = max((i for i in range(len(parts)) if parts[i] > 1), key=lambda i: parts[i] - exact[i])
+        parts[longest] -= 1
+    return tuple(parts)
 
 
 #: Named configurations; ``default`` reproduces the shipped model.

@@ -238,6 +238,25 @@ class Trainer:
     steps: int  # optimizer steps per epoch
 
 
+def load_start_weights(model: keras.Model, model_dir: str) -> None:
+    """Give ``model`` the weights of the model folder ``model_dir`` (fine-tuning starts there).
+
+    Raises:
+        ValueError: the folder's network is not ``model``'s (another architecture, class count
+            or input size), in one sentence.
+    """
+    from fertools.modelcard import load_model_dir
+
+    source, card = load_model_dir(model_dir)
+    try:
+        model.set_weights(source.get_weights())
+    except ValueError as error:
+        raise ValueError(
+            f"The model in {model_dir} ({card.architecture}, {len(card.classes)} classes) is not the network "
+            f"being trained, so training cannot start from it."
+        ) from error
+
+
 def build_trainer(
     config: TrainConfig,
     num_classes: int,
@@ -260,6 +279,8 @@ def build_trainer(
         jit_compile = bool(tf.config.list_physical_devices("GPU"))
     with strategy.scope():
         model = models.create(config.architecture, num_classes, input_shape, **config.model_kwargs)
+        if config.start_from:
+            load_start_weights(model, config.start_from)
         fit_batchnorm_momentum(model, steps)
         fitted = with_augmentation(model, config.augment, seed)
         fitted.compile(

@@ -39,4 +39,17 @@ PAGES: tuple[PageEntry, ...] = (
         "Find the faces in a photo and see each one's probabilities and Grad-CAM.",
     ),
     PageEntry("app_pages/5_Webcam.py", "Webcam", "📷", "Live recognition on your camera, in the browser."),
+    PageEntry(
+        "app_pages/6_Evaluate.py",
+        "Evaluate",
+        "📏",
+        "Score a model on a test split; click a cell to see its faces.",
+    ),
+    PageEntry("app_pages/7_Quiz.py", "Quiz", "🎯", "You against the model: label faces, compare scores."),
+    PageEntry(
+        "app_pages/8_My_faces.py",
+        "My faces",
+        "🤳",
+        "Record your own expressions, fine-tune the model on them, compare before and after.",
+    ),
 )

@@ -12,6 +12,7 @@ Set ``FERLAB_SCREENSHOTS=<folder>`` to also save each test's screenshots there
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -116,24 +117,27 @@ def tiny_dataset(ferlab_server_dirs: dict[str, Path]) -> Path:
     return ferlab_server_dirs["data"] / TINY_DATASET
 
 
-@pytest.fixture(scope="session")
-def streamlit_url(
-    ferlab_server_dirs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[str]:
-    """Base URL of a ``streamlit run app.py`` server started for this session."""
+@contextlib.contextmanager
+def serve(folders: dict[str, Path], log_dir: Path, **extra_env: str) -> Iterator[str]:
+    """Run ``streamlit run app.py`` on a free loopback port with ``folders``; yield its base URL.
+
+    ``extra_env`` adds settings (``FERLAB_HOSTED="1"``...). On exit the server's process group
+    and the training workers it started are stopped.
+    """
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     env = {
         **os.environ,
-        "FERLAB_RUNS_DIR": str(ferlab_server_dirs["runs"]),
-        "FERLAB_DATA_DIR": str(ferlab_server_dirs["data"]),
-        "FERLAB_CACHE_DIR": str(ferlab_server_dirs["cache"]),
+        "FERLAB_RUNS_DIR": str(folders["runs"]),
+        "FERLAB_DATA_DIR": str(folders["data"]),
+        "FERLAB_CACHE_DIR": str(folders["cache"]),
         "FERLAB_MAX_JOBS": "1",
         "TF_CPP_MIN_LOG_LEVEL": "2",
         "PYTHONUNBUFFERED": "1",
+        **extra_env,
     }
     env.pop("FERLAB_ICE_SERVERS", None)  # localhost needs no STUN server
-    log_path = tmp_path_factory.mktemp("streamlit_log") / "server.log"
+    log_path = log_dir / "server.log"
     command = [
         sys.executable, "-m", "streamlit", "run", "app.py",
         "--server.headless", "true",
@@ -166,7 +170,16 @@ def streamlit_url(
         yield url
     finally:
         _stop_group(server)
-        _stop_workers(ferlab_server_dirs["runs"])
+        _stop_workers(folders["runs"])
+
+
+@pytest.fixture(scope="session")
+def streamlit_url(
+    ferlab_server_dirs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """Base URL of a ``streamlit run app.py`` server started for this session."""
+    with serve(ferlab_server_dirs, tmp_path_factory.mktemp("streamlit_log")) as url:
+        yield url
 
 
 def _fake_camera(folder: Path) -> Path:
