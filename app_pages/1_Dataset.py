@@ -14,6 +14,7 @@ from fertools import data, stats
 from fertools.constants import FER2013_CLASSES, data_dir
 from fertools.synthetic import SYNTHETIC_NOTE
 from fertools.users import QuotaError, Quotas, hosted
+from ui import projector
 from ui.common import available_sources, get_dataset, load_upload, page_setup, use_dataset
 from ui.identity import count_upload, literal
 
@@ -195,7 +196,7 @@ with balance_tab:
         xref="paper", yref="paper", x=1, y=1.1, showarrow=False, xanchor="right", text=headline
     )
     figure.update_layout(height=420, margin={"t": 60, "b": 10}, legend_title_text="split")
-    st.plotly_chart(figure, key="class_balance_chart")
+    projector.chart(figure, key="class_balance_chart")
     if imbalance is not None and imbalance.ratio > BALANCED_RATIO:
         size = counts.split_sizes.get("train", int(counts.totals.sum()))
         st.caption(
@@ -270,7 +271,7 @@ with pixels_tab:
         labels={"intensity": "pixel intensity (0 = black, 255 = white)", "fraction": "share of pixels"},
     )
     figure.update_layout(height=360, margin={"t": 20, "b": 10})
-    st.plotly_chart(figure, key="pixel_histogram_chart")
+    projector.chart(figure, key="pixel_histogram_chart")
     st.caption(
         f"All pixels: mean {facts['mean']:.1f}, std {facts['std']:.1f}. "
         "Models rescale 0..255 to 0..1 inside their graph, so they see these raw values."

@@ -13,6 +13,7 @@ from fertools.data import DatasetError
 from fertools.estimate import format_duration
 from fertools.layers import layer_rows
 from fertools.users import MiB, QuotaError, Quotas, User, hosted
+from ui import projector
 from ui import train_figures as figures
 from ui import train_form as form
 from ui.common import get_dataset, page_setup
@@ -256,7 +257,7 @@ def live_view(run_id: str, shown_state: str, user: User) -> None:
     history = jobs.history(run.id)
     if history or run.state == "running":
         curve = (run.progress or {}).get("curve") if run.state == "running" else None
-        st.plotly_chart(figures.curves_figure(history, config.epochs, curve), key=f"curves_{run.id}")
+        projector.chart(figures.curves_figure(history, config.epochs, curve), key=f"curves_{run.id}")
     if run.state == "failed" and allowed.can_see_dataset_name:  # the log names files and paths
         worker_log(run)
 

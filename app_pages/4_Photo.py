@@ -21,6 +21,7 @@ from fertools.recognize import CLASS_COLOURS, draw_faces
 from fertools.samples import sample_crop, sample_photo
 from fertools.synthetic import SYNTHETIC_NOTE
 from fertools.users import QuotaError
+from ui import projector
 from ui.common import detector_picker, get_recognizer, model_picker, page_setup
 from ui.identity import count_upload
 from ui.model_notes import show_model_notes
@@ -240,7 +241,7 @@ with detail_column:
                     overlay(result.face, cam, size=192),
                     caption=f"Grad-CAM for '{result.label}': red pushed the model towards it",
                 )
-            st.plotly_chart(
+            projector.chart(
                 probability_chart(result.probabilities, result.label), key=f"photo_chart_{number}"
             )
     if len(results) > MAX_DETAILED:

@@ -9,6 +9,7 @@ import streamlit as st
 from fertools.modelcard import ModelLoadError
 from fertools.preprocess import decode_image
 from fertools.webcam import FrameProcessor, WebcamSettings
+from ui import projector
 from ui.common import detector_picker, get_recognizer, model_picker, page_setup
 from ui.model_notes import show_model_notes
 from ui.webcam_charts import followed_face, timeline_figure
@@ -164,7 +165,7 @@ def show_timeline() -> None:
                 format_func=lambda i: "The face in view" if i == FOLLOW else f"Face {i}",
             )
             face_id = face_id if chosen == FOLLOW else chosen
-        st.plotly_chart(timeline_figure(table, face_id, last_s=TIMELINE_SHOWN_S), key="webcam_timeline_chart")
+        projector.chart(timeline_figure(table, face_id, last_s=TIMELINE_SHOWN_S), key="webcam_timeline_chart")
         left, right = st.columns(2)
         left.download_button(
             "Download timeline (CSV)",

@@ -13,7 +13,7 @@ import streamlit as st
 from fertools import data
 from fertools import evaluate as ev
 from fertools.modelcard import MODEL_FILE, ModelLoadError, load_model_dir, read_card
-from ui import frame
+from ui import frame, projector
 from ui.common import BUILTIN, get_dataset, model_picker, page_setup
 from ui.identity import literal
 from ui.train_figures import confusion_figure
@@ -118,7 +118,7 @@ def cell_gallery(evaluation: ev.Evaluation, dataset: data.Dataset, split: str) -
         caption = f"{predicted_name} {shares[predicted]:.0%}"
         if true != predicted:
             caption += f" · {true_name} {shares[true]:.0%}"
-        columns[slot % 8].image(face, width=96, caption=caption)
+        columns[slot % 8].image(face, width=projector.px(96), caption=caption)
 
 
 # --- the page ---------------------------------------------------------------------------------
@@ -192,7 +192,7 @@ chart, table = st.columns([3, 2])
 with chart:
     st.markdown("**Confusion matrix**: rows are the true class, columns the predicted one.")
     normalise = st.toggle("Normalise rows (share of each true class)", key="evaluate_normalise")
-    event = st.plotly_chart(
+    event = projector.chart(
         clickable_confusion(evaluation, normalise), key=CHART_KEY, on_select="rerun", selection_mode="points"
     )
 with table:

@@ -8,6 +8,7 @@ import streamlit as st
 from fertools import quiz, stats
 from fertools.data import Dataset, DatasetError
 from fertools.modelcard import ModelLoadError
+from ui import projector
 from ui.common import get_dataset, get_recognizer, model_picker, page_setup
 from ui.identity import literal
 
@@ -164,10 +165,8 @@ if len(answers) < len(drawn):
     st.progress(position / len(drawn), text=f"Face {position + 1} of {len(drawn)}")
     face_column, choice_column = st.columns([2, 3], gap="large")
     face = dataset.images[drawn.rows[position]]
-    face_column.image(
-        stats.upscale(face, FACE_SCALE),
-        caption=f"48×48 pixels, shown {FACE_SCALE}× with square pixels",
-    )
+    scale = projector.px(FACE_SCALE)
+    face_column.image(stats.upscale(face, scale), caption=f"48×48 pixels, shown {scale}× with square pixels")
     with choice_column:
         st.markdown("**Which emotion is this?**")
         for name in drawn.classes:
@@ -275,7 +274,7 @@ if model_answers is not None:
             continue
         st.markdown(f"**{title}** ({len(group)})")
         st.image(
-            [stats.upscale(faces[item.position], GALLERY_SCALE) for item in group],
+            [stats.upscale(faces[item.position], projector.px(GALLERY_SCALE)) for item in group],
             caption=[f"label {item.truth} · you {item.human} · model {item.model}" for item in group],
         )
 else:
@@ -283,7 +282,7 @@ else:
     if mistakes:
         st.subheader("Where you disagree with the label")
         st.image(
-            [stats.upscale(faces[i], GALLERY_SCALE) for i, _, _ in mistakes],
+            [stats.upscale(faces[i], projector.px(GALLERY_SCALE)) for i, _, _ in mistakes],
             caption=[f"label {t} · you {h}" for _, t, h in mistakes],
         )
 

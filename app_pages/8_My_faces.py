@@ -12,6 +12,7 @@ from fertools.faces import photo_detector
 from fertools.modelcard import ModelLoadError
 from fertools.preprocess import load_photo
 from fertools.users import QuotaError
+from ui import projector
 from ui.common import get_recognizer, model_picker, page_setup
 from ui.identity import count_upload, current_user
 
@@ -87,7 +88,7 @@ with record:
 with last:
     if "album_last" in st.session_state:
         face, recorded, guess, confidence = st.session_state["album_last"]
-        st.image(face, width=144, caption=f"Added as {recorded}")
+        st.image(face, width=projector.px(144), caption=f"Added as {recorded}")
         st.caption(f"The model in use reads it as **{guess}** ({confidence:.0%}).")
 
 # --- the album -----------------------------------------------------------------------------
@@ -103,7 +104,7 @@ order = np.argsort(album.labels, kind="stable")
 for start in range(0, len(order), GALLERY_COLUMNS):
     row = st.columns(GALLERY_COLUMNS)
     for column, index in zip(row, order[start : start + GALLERY_COLUMNS], strict=False):
-        column.image(album.faces[index], caption=FER2013_CLASSES[album.labels[index]], width=72)
+        column.image(album.faces[index], caption=FER2013_CLASSES[album.labels[index]], width=projector.px(72))
 if st.button("Delete my album", icon="🗑️", key="album_delete"):
     album_store.clear()
     st.session_state.pop("album_last", None)  # "album_seen" stays: the camera still holds its last shot

@@ -213,3 +213,17 @@ def test_a_script_run_leaves_the_shared_keras_state_alone(tiny_csv, monkeypatch)
     at.switch_page("app_pages/2_Augmentation.py").run()
     assert not at.exception
     assert cleared == []
+
+
+def test_projector_mode_holds_across_pages_and_enlarges_text_and_charts(tiny_csv):
+    import json
+
+    at = app("app.py").run()
+    assert not [h for h in at.get("html") if "font-size" in h.proto.body]
+    at.sidebar.toggle(key="ferlab_projector").set_value(True).run()
+    at.switch_page("app_pages/1_Dataset.py").run()
+    assert not at.exception, at.exception
+    assert at.sidebar.toggle(key="ferlab_projector").value is True  # a page switch keeps it
+    assert any("font-size: 22px" in h.proto.body for h in at.get("html"))
+    fonts = [json.loads(chart.proto.spec)["layout"].get("font", {}).get("size") for chart in at.get("plotly_chart")]
+    assert fonts and set(fonts) == {20}

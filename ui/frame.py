@@ -17,6 +17,7 @@ import streamlit as st
 from streamlit.runtime.scriptrunner import script_runner
 
 from fertools.constants import hosted
+from ui import projector
 from ui.common import current_card, init_state
 from ui.identity import literal
 
@@ -70,12 +71,14 @@ def sidebar_status(sidebar) -> None:
         model_text += f", val. accuracy {card.accuracy:.1%}"
     sidebar.caption(f"**Dataset:** {literal(st.session_state['dataset_label'])}")
     sidebar.caption(f"**Model:** {literal(model_text)}")
+    projector.toggle(sidebar)
 
 
 def run(page) -> None:
     """Run ``page`` (an ``st.Page``) inside the frame: the boundary, then the sidebar status."""
     init_state()
     configure()
+    projector.apply()
     status = st.sidebar.container()
     token = _inside.set(True)
     try:

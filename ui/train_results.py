@@ -15,6 +15,7 @@ from fertools import diagnose, evaluate, export, jobs
 from fertools.estimate import format_duration
 from fertools.modelcard import ModelLoadError
 from fertools.runs import PREDICTIONS, RunDir
+from ui import projector
 from ui import train_figures as figures
 from ui.identity import literal
 
@@ -53,7 +54,7 @@ def results_section(run: jobs.RunInfo, allowed: jobs.Permissions) -> None:
     with tabs[0]:
         st.markdown("**Confusion matrix** — rows: true class, columns: predicted class.")
         normalise = st.toggle("Normalise rows (share of each true class)", key="train_cm_normalise")
-        st.plotly_chart(figures.confusion_figure(confusion, classes, normalise), key="confusion_matrix")
+        projector.chart(figures.confusion_figure(confusion, classes, normalise), key="confusion_matrix")
     with tabs[1]:
         table = (
             pd.DataFrame.from_dict(metrics["per_class"], orient="index").rename_axis("class").reset_index()
@@ -121,7 +122,7 @@ def mistakes_gallery(run: jobs.RunInfo, classes: list[str], confusion: list[list
     for slot, row in enumerate(rows[:GALLERY_SIZE]):
         columns[slot % 8].image(
             predictions["images"][row],
-            width=96,
+            width=projector.px(96),
             caption=f"{pred_name} {probabilities[row, pred_index]:.0%} · {true_name} {probabilities[row, true_index]:.0%}",
         )
 

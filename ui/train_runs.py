@@ -12,6 +12,7 @@ import streamlit as st
 from fertools import jobs
 from fertools.estimate import estimate_sweep, format_duration
 from fertools.users import QuotaError, User, hosted
+from ui import projector
 from ui import train_figures as figures
 from ui import train_form as form
 
@@ -109,7 +110,7 @@ def compare_runs(runs: list[jobs.RunInfo]) -> None:
     )
     figure = figures.compare_figure({labels[run_id]: jobs.history(run_id) for run_id in chosen})
     if figure is not None:
-        st.plotly_chart(figure, key="compare_curves")
+        projector.chart(figure, key="compare_curves")
 
 
 def sweep_form(dataset, user: User, runs: list[jobs.RunInfo]) -> None:
@@ -228,4 +229,4 @@ def sweep_results(runs: list[jobs.RunInfo], user: User) -> None:
         st.rerun()
     done = table.dropna(subset=["val. accuracy"])
     if not done.empty:
-        st.plotly_chart(figures.sweep_figure(done, keys), key="sweep_chart")
+        projector.chart(figures.sweep_figure(done, keys), key="sweep_chart")
