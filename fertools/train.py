@@ -307,6 +307,69 @@ def _whole_epochs_only(
     return callback
 
 
+def _pipelines(
+    trainer: Trainer,
+    train_set: Dataset,
+    val_set: Dataset,
+    config: TrainConfig,
+    seed: int,
+    sample_weights: np.ndarray | None,
+    strategy: tf.distribute.Strategy,
+) -> tuple[tf.data.Dataset, tf.data.Dataset | None]:
+    """The shuffled, augmented training batches and the per-epoch validation batches (or None)."""
+    replicas = strategy.num_replicas_in_sync
+    train_ds = make_dataset(
+        train_set.images,
+        train_set.labels,
+        len(train_set.classes),
+        trainer.batch_size,
+        True,
+        seed,
+        sample_weights,
+        config.mixup,
+    )
+    # Per-epoch validation over a whole number of faces per replica (the final metrics use every face).
+    val_rows = len(val_set) - len(val_set) % replicas
+    if not val_rows:
+        return train_ds, None
+    val_ds = make_dataset(
+        val_set.images[:val_rows],
+        val_set.labels[:val_rows],
+        len(val_set.classes),
+        _even_batch(val_rows, 256, replicas),
+        False,
+        config.seed,
+    )
+    return train_ds, val_ds
+
+
+def _run_callbacks(
+    config: TrainConfig, run: RunDir, trainer: Trainer, report: ProgressReport, *, validated: bool
+) -> list[keras.callbacks.Callback]:
+    """What makes a run resumable and observable, and the config's schedule and early stop."""
+    monitor = "val_accuracy" if validated else "accuracy"
+    whole_epochs = [
+        keras.callbacks.BackupAndRestore(str(run.checkpoint_dir), delete_checkpoint=False),
+        keras.callbacks.CSVLogger(str(run.file("history.csv")), append=True),
+        BestWeights(trainer.model, run, monitor),
+    ]
+    if config.average_epochs:
+        averaged = range(config.epochs - config.average_epochs, config.epochs)
+        whole_epochs.append(WeightAverage(trainer.model, run, averaged))
+    found = [_whole_epochs_only(callback, report) for callback in whole_epochs]
+    if config.schedule == "plateau":
+        found.append(
+            keras.callbacks.ReduceLROnPlateau(
+                monitor="val_loss" if validated else "loss", factor=0.5, patience=3, min_lr=1e-6
+            )
+        )
+    if config.early_stopping > 0:
+        found.append(
+            keras.callbacks.EarlyStopping(monitor=monitor, patience=config.early_stopping, mode="max")
+        )
+    return found
+
+
 # --- the recipe -----------------------------------------------------------------------------
 
 
@@ -368,55 +431,18 @@ def train(
         trainer = build_trainer(
             config, num_classes, input_shape, len(train_set), seed=session_seed, strategy=strategy
         )
-        replicas = strategy.num_replicas_in_sync
-        train_ds = make_dataset(
-            train_set.images,
-            train_set.labels,
-            num_classes,
-            trainer.batch_size,
-            True,
-            session_seed,
-            sample_weights,
-            config.mixup,
-        )
-        # Per-epoch validation over a whole number of faces per replica (the final metrics use every face).
-        val_rows = len(val_set) - len(val_set) % replicas
-        val_ds = (
-            make_dataset(
-                val_set.images[:val_rows],
-                val_set.labels[:val_rows],
-                num_classes,
-                _even_batch(val_rows, 256, replicas),
-                False,
-                config.seed,
-            )
-            if val_rows
-            else None
+        train_ds, val_ds = _pipelines(
+            trainer, train_set, val_set, config, session_seed, sample_weights, strategy
         )
 
         # 3. Fit, with the callbacks that make the run resumable and observable.
-        monitor = "val_accuracy" if val_ds is not None else "accuracy"
         report = ProgressReport(run, config.epochs, trainer.steps, trainer.batch_size, progress, should_stop)
         nan = StopOnNaN()
-        whole_epochs = [
-            keras.callbacks.BackupAndRestore(str(run.checkpoint_dir), delete_checkpoint=False),
-            keras.callbacks.CSVLogger(str(run.file("history.csv")), append=True),
-            BestWeights(trainer.model, run, monitor),
+        fit_callbacks = [
+            report,
+            nan,
+            *_run_callbacks(config, run, trainer, report, validated=val_ds is not None),
         ]
-        if config.average_epochs:
-            averaged = range(config.epochs - config.average_epochs, config.epochs)
-            whole_epochs.append(WeightAverage(trainer.model, run, averaged))
-        fit_callbacks = [report, nan, *(_whole_epochs_only(c, report) for c in whole_epochs)]
-        if config.schedule == "plateau":
-            fit_callbacks.append(
-                keras.callbacks.ReduceLROnPlateau(
-                    monitor="val_loss" if val_ds is not None else "loss", factor=0.5, patience=3, min_lr=1e-6
-                )
-            )
-        if config.early_stopping > 0:
-            fit_callbacks.append(
-                keras.callbacks.EarlyStopping(monitor=monitor, patience=config.early_stopping, mode="max")
-            )
         # shuffle=False: train_ds shuffles itself; Keras would only warn that it cannot.
         trainer.fitted.fit(
             train_ds,
