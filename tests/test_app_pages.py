@@ -225,5 +225,7 @@ def test_projector_mode_holds_across_pages_and_enlarges_text_and_charts(tiny_csv
     assert not at.exception, at.exception
     assert at.sidebar.toggle(key="ferlab_projector").value is True  # a page switch keeps it
     assert any("font-size: 22px" in h.proto.body for h in at.get("html"))
-    fonts = [json.loads(chart.proto.spec)["layout"].get("font", {}).get("size") for chart in at.get("plotly_chart")]
+    fonts = [
+        json.loads(chart.proto.spec)["layout"].get("font", {}).get("size") for chart in at.get("plotly_chart")
+    ]
     assert fonts and set(fonts) == {20}
