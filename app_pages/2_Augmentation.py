@@ -67,7 +67,13 @@ def set_controls(config: AugmentConfig) -> None:
 
 
 def reroll() -> None:
+    """New random copies of the same faces."""
     st.session_state["aug_seed"] = int(st.session_state.get("aug_seed", 0)) + 1
+
+
+def other_faces() -> None:
+    """Other faces from the dataset; their copies keep the augmentation seed."""
+    st.session_state["aug_faces"] = int(st.session_state.get("aug_faces", 0)) + 1
 
 
 def use_for_training(config: AugmentConfig) -> None:
@@ -137,15 +143,22 @@ with pictures:
     )
     originals = count_column.slider("Faces", 2, 8, 5, key="aug_originals")
     copies = copies_column.slider("Copies each", 2, 8, 6, key="aug_copies")
-    seed_column, reroll_column = st.columns([2, 1], vertical_alignment="bottom")
+    seed_column, reroll_column, faces_column = st.columns([2, 1, 1], vertical_alignment="bottom")
     seed = seed_column.number_input(
-        "Seed", min_value=0, step=1, key="aug_seed", help="Same seed, same picture."
+        "Augmentation seed", min_value=0, step=1, key="aug_seed", help="Same seed, same random copies."
     )
-    reroll_column.button("🎲 Re-roll", on_click=reroll, width="stretch")
+    reroll_column.button(
+        "🎲 Re-roll", on_click=reroll, width="stretch", help="Same faces, new random copies of each."
+    )
+    faces_column.button(
+        "🔀 Other faces", on_click=other_faces, width="stretch", help="Other faces, same seed."
+    )
 
     label = None if class_choice == "every class" else dataset.classes.index(class_choice)
     train = dataset.split == "train" if "train" in dataset.splits else None
-    rows, _ = stats.sample_page(dataset.labels, label, 0, originals, int(seed), train)
+    rows, _ = stats.sample_page(
+        dataset.labels, label, 0, originals, int(st.session_state.get("aug_faces", 0)), train
+    )
     if len(rows) == 0:
         st.info(f"The dataset in use has no {class_choice} faces in its training split.")
         st.stop()

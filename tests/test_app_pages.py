@@ -149,8 +149,16 @@ def test_augmentation_page_hands_settings_to_training(tiny_csv):
     assert stored["rotation"] == 35.0 and stored["erasing"] == 0.5
     assert any("will use these settings" in s.value for s in at.success)
 
+    # Re-roll: the same originals, new copies; other faces: new originals, the same seed.
+    first = at.get("image")[0].proto.imgs[0].url
+    originals = [caption.value for caption in at.caption if caption.value.startswith("Faces:")]
     button(at, "Re-roll").click().run()
     assert at.session_state["aug_seed"] == 1
+    assert [caption.value for caption in at.caption if caption.value.startswith("Faces:")] == originals
+    assert at.get("image")[0].proto.imgs[0].url != first
+    button(at, "Other faces").click().run()
+    assert at.session_state["aug_seed"] == 1
+    assert [caption.value for caption in at.caption if caption.value.startswith("Faces:")] != originals
     button(at, "All off").click().run()
     assert not at.exception
     assert at.session_state["aug_rotation"] == 0.0
