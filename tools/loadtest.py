@@ -672,16 +672,20 @@ def markdown(report: dict) -> str:
 
     lines = [
         "| students | page open p50 / p95 (s) | result p50 / p95 (s) | errors | uploads | "
-        "server peak RSS (MB) | server CPU-s / upload |",
-        "|---:|---:|---:|---:|---:|---:|---:|",
+        "server peak RSS (MB) | server CPU-s / open | server CPU-s / upload |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in report["rows"]:
         cut = "" if row["complete"] else " (cut)"
         rss = "–" if row["peak_rss_mb"] is None else f"{row['peak_rss_mb']:.0f}"
+        per_open = (
+            row["cpu_s_open"] / row["opened"] if row["cpu_s_open"] is not None and row["opened"] else None
+        )
         lines.append(
             f"| {row['students']}{cut} | {seconds(row['open_p50_s'])} / {seconds(row['open_p95_s'])} | "
             f"{seconds(row['result_p50_s'])} / {seconds(row['result_p95_s'])} | {row['errors']} | "
-            f"{row['uploads']} / {row['uploads_planned']} | {rss} | {seconds(row['cpu_s_per_upload'])} |"
+            f"{row['uploads']} / {row['uploads_planned']} | {rss} | {seconds(per_open)} | "
+            f"{seconds(row['cpu_s_per_upload'])} |"
         )
     notes = []
     warm = report.get("warmup")
