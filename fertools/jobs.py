@@ -314,13 +314,18 @@ def _request(digest: str, config: TrainConfig, name: str, label: str, owner: str
 
 
 def _active_requests(root: Path) -> dict[str, str]:
-    """Request key -> id of each run that is queued or running."""
+    """Request key -> id of each run that is queued or running, and not asked to stop.
+
+    A run being cancelled is still active until its worker exits; a Start pressed meanwhile is a
+    new run, not a double click on the one going away.
+    """
     return {
         raw["job"]["request"]: folder.name
         for folder in _run_folders(root)
         if (raw := _load_run(folder))
         and raw["state"] in ACTIVE_STATES
         and isinstance(raw["job"].get("request"), str)
+        and not RunDir(folder).cancel_requested
     }
 
 

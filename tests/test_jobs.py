@@ -223,5 +223,10 @@ def test_a_double_click_on_start_queues_one_run(tiny_builtin, ferlab_dirs):
         other = jobs.submit(tiny_builtin, replace(ONE_EPOCH, seed=1), name="tiny", once=True)
         assert again == first and other != first
         assert len(jobs.list_runs()) == 2
-        for run_id in (first, other):
+        # Start pressed again while the first is being cancelled (its worker not yet gone): a new run.
+        jobs.get_run(first).run.request_cancel()  # what cancel() asks of a running worker
+        assert jobs.get_run(first).active
+        after_cancel = jobs.submit(tiny_builtin, ONE_EPOCH, name="tiny", once=True)
+        assert after_cancel not in (first, other)
+        for run_id in (first, other, after_cancel):
             jobs.cancel(run_id)
