@@ -295,6 +295,16 @@ def test_start_a_run_watch_it_finish_and_see_results(tiny_source):
     assert at.get("tab")  # results tabs
     assert at.toggle(key="train_cm_normalise").set_value(True).run() and not at.exception
 
+    # The history and the curves leave with the run: CSV, and a page that opens offline.
+    labels = [element.proto.label for element in at.get("download_button")]
+    assert "Download history (.csv)" in labels and "Download curves (.html)" in labels
+    from ui.train_results import _curves_html, _history_csv
+
+    rows = _history_csv(jobs.get_run(run.id)).decode().splitlines()
+    assert rows[0].startswith("epoch") and len(rows) == 2  # a header and the one epoch
+    page = _curves_html(jobs.get_run(run.id)).decode()
+    assert "<html>" in page and "https://cdn" not in page.split("<body>")[0]
+
     button(at, "Use this model").click().run()
     assert at.session_state["model_dir"] == str(run.run_dir / "model")
 

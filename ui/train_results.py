@@ -139,7 +139,38 @@ def diagnosis(run: jobs.RunInfo) -> None:
         )
 
 
+def _history_csv(run: jobs.RunInfo) -> bytes:
+    return pd.DataFrame(run.run.read_history()).to_csv(index=False).encode()
+
+
+def _curves_html(run: jobs.RunInfo) -> bytes:
+    # The whole plotly.js inside: the file opens offline, in a classroom without internet.
+    figure = figures.curves_figure(run.run.read_history(), run.config.epochs)
+    return figure.to_html(include_plotlyjs=True, full_html=True).encode()
+
+
+def history_downloads(run: jobs.RunInfo, column) -> None:
+    """The run's epoch history as CSV and its curves as a stand-alone HTML page."""
+    if not run.run.has_history:
+        return
+    column.download_button(
+        "Download history (.csv)",
+        partial(_history_csv, run),
+        file_name=f"ferlab-{run.id}-history.csv",
+        mime="text/csv",
+        key=f"history_{run.id}",
+    )
+    column.download_button(
+        "Download curves (.html)",
+        partial(_curves_html, run),
+        file_name=f"ferlab-{run.id}-curves.html",
+        mime="text/html",
+        key=f"curves_html_{run.id}",
+    )
+
+
 def model_actions(run: jobs.RunInfo) -> None:
+    history_downloads(run, st)
     model_dir = run.model_dir
     if model_dir is None:
         st.caption("This run saved no model.")
