@@ -342,7 +342,11 @@ def watch_section(runs: list[jobs.RunInfo], user: User) -> None:
         return
     run_ids = [run.id for run in runs]
     if st.session_state.get("train_run") not in run_ids:
-        st.session_state["train_run"] = run_ids[0]
+        # A fresh session (a refresh, a new tab): the user's own run in progress first, then
+        # their newest, then anyone's newest.
+        mine = [run for run in runs if run.owner == user.id]
+        active = [run for run in mine if run.active]
+        st.session_state["train_run"] = (active or mine or runs)[0].id
     by_id = {run.id: run for run in runs}
     pick, remove = st.columns([5, 1], vertical_alignment="bottom")
     selected = by_id[

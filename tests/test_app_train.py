@@ -457,3 +457,22 @@ def test_the_first_epoch_draws_batch_curves_and_the_evaluation_step_shows(
     at.run()
     assert "evaluating the chosen weights" in at.get("progress")[0].proto.text
     assert "evaluating" in [m.value for m in at.metric]
+
+
+def test_a_fresh_session_watches_your_run_in_progress_not_the_newest(
+    tiny_source, tiny_builtin, ferlab_dirs, held_slot
+):
+    # Yours, queued (in progress); then a newer run from the command line, ended.
+    mine = jobs.submit(tiny_builtin, TrainConfig(epochs=1, augment=None), "mine", owner="local")
+    time.sleep(1.1)  # run ids and creation times are per second
+    cli = ferlab_dirs["runs"] / "zz-cli"
+    cli.mkdir()
+    (cli / "config.json").write_text(json.dumps(TrainConfig(epochs=1).to_dict()))
+    (cli / "status.json").write_text(
+        json.dumps({"state": "running", "pid": 2**22 + 7, "started": time.time()})
+    )
+    assert jobs.list_runs()[0].id == "zz-cli"
+    at = app(tiny_source).run()  # a refresh: a new session with nothing chosen
+    assert not at.exception, at.exception
+    assert at.session_state["train_run"] == mine
+    jobs.cancel(mine)
