@@ -10,7 +10,7 @@ import streamlit as st
 from fertools import jobs, models
 from fertools.config import CLASS_WEIGHTS, OPTIMIZERS, PRESETS, SCHEDULES
 from fertools.data import DatasetError
-from fertools.estimate import format_duration
+from fertools.estimate import LARGE_FOR_CPU, estimate_run, format_duration
 from fertools.layers import layer_rows
 from fertools.users import MiB, QuotaError, Quotas, User, hosted
 from ui import projector
@@ -167,6 +167,32 @@ def augmentation_panel() -> None:
         )
 
 
+@st.cache_resource(show_spinner=False)
+def _has_gpu() -> bool:
+    import tensorflow as tf
+
+    return bool(tf.config.list_physical_devices("GPU"))
+
+
+def run_outlook(dataset) -> None:
+    """Before Start: how long the run should take here, and a warning for a big network on a CPU."""
+    try:
+        config = form.config_from(st.session_state)
+    except form.FormError:
+        return  # the form shows its own sentence
+    train = dataset.subset("train")
+    faces = len(train) if "val" in dataset.splits else round(len(train) * (1 - config.val_fraction))
+    outlook = estimate_run(config.architecture, config.batch_size, config.epochs, faces, jobs.list_runs())
+    st.caption(outlook.sentence(config.architecture))
+    parameters, _ = _layer_table(config.architecture, len(dataset.classes))
+    if parameters > LARGE_FOR_CPU and not _has_gpu():
+        st.warning(
+            f"{config.architecture} has {parameters:,} parameters and this server has no GPU: each epoch "
+            "takes minutes, not seconds. For a class, the default network trains far faster; or train "
+            "this one where a GPU is (notebooks/train_on_a_gpu.ipynb)."
+        )
+
+
 def start_section(dataset, user: User) -> None:
     st.caption(f"**Dataset:** {literal(st.session_state['dataset_label'])} — {dataset.describe()}")
     if hosted():
@@ -179,6 +205,7 @@ def start_section(dataset, user: User) -> None:
             "A run keeps a copy of the dataset it trains on, which only you and the teacher can reach; "
             "deleting your runs deletes it."
         )
+    run_outlook(dataset)
     if not st.button("Start training", type="primary"):
         return
     try:

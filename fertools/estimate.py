@@ -74,3 +74,39 @@ def estimate_sweep(
         return SweepEstimate(len(batch_sizes) * len(epochs), total_epochs, None)
     seconds = sum(train_faces * sum(epochs) / speed.faces_per_second for speed in speeds)
     return SweepEstimate(len(batch_sizes) * len(epochs), total_epochs, seconds, tuple(speeds))
+
+
+#: Parameters above which a network is slow to train without a GPU: resnet50 (23.6M) takes several
+#: minutes an epoch of FER2013 on a 2-core CPU, where the 0.7M default network takes about 73 s.
+LARGE_FOR_CPU = 5_000_000
+
+
+@dataclass(frozen=True)
+class RunEstimate:
+    """How long one run's training should take here: ``seconds`` (None: no measurement) and from what."""
+
+    seconds: float | None
+    speed: Speed | None
+
+    def sentence(self, architecture: str) -> str:
+        """One line for the page: the estimate and where it comes from, or why there is none."""
+        if self.seconds is None or self.speed is None:
+            return (
+                f"No {architecture} run has trained on this server yet, so there is no time estimate; "
+                "the first run measures its speed."
+            )
+        return (
+            f"About {format_duration(self.seconds)} of training on this server (plus start-up and the final "
+            f"evaluation), from run {self.speed.run_id}: {self.speed.faces_per_second:,.0f} faces a second "
+            f"at batch {self.speed.batch_size}."
+        )
+
+
+def estimate_run(
+    architecture: str, batch_size: int, epochs: int, train_faces: int, runs: Iterable
+) -> RunEstimate:
+    """The training time of ``epochs`` epochs over ``train_faces`` faces, from :func:`measured_speed`."""
+    speed = measured_speed(runs, architecture, batch_size)
+    if speed is None:
+        return RunEstimate(None, None)
+    return RunEstimate(train_faces * epochs / speed.faces_per_second, speed)

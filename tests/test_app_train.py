@@ -295,6 +295,9 @@ def test_start_a_run_watch_it_finish_and_see_results(tiny_source):
     assert at.get("tab")  # results tabs
     assert at.toggle(key="train_cm_normalise").set_value(True).run() and not at.exception
 
+    # The next run's time estimate comes from this run's measured speed.
+    assert f"from run {run.id}" in texts(at)
+
     # The history and the curves leave with the run: CSV, and a page that opens offline.
     labels = [element.proto.label for element in at.get("download_button")]
     assert "Download history (.csv)" in labels and "Download curves (.html)" in labels
@@ -476,3 +479,12 @@ def test_a_fresh_session_watches_your_run_in_progress_not_the_newest(
     assert not at.exception, at.exception
     assert at.session_state["train_run"] == mine
     jobs.cancel(mine)
+
+
+def test_the_page_estimates_nothing_it_has_not_measured_and_warns_before_a_big_cpu_model(tiny_source):
+    at = app(tiny_source).run()
+    assert "No default run has trained on this server yet" in texts(at)
+    assert not at.warning
+    at.selectbox(key="train_arch").set_value("resnet50").run()
+    assert not at.exception, at.exception
+    assert any("23,602,055 parameters and this server has no GPU" in w.value for w in at.warning)
