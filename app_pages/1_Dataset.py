@@ -271,6 +271,7 @@ with pixels_tab:
         labels={"intensity": "pixel intensity (0 = black, 255 = white)", "fraction": "share of pixels"},
     )
     figure.update_layout(height=360, margin={"t": 20, "b": 10})
+    figure.update_yaxes(rangemode="tozero", tickformat=".1%")
     projector.chart(figure, key="pixel_histogram_chart")
     st.caption(
         f"All pixels: mean {facts['mean']:.1f}, std {facts['std']:.1f}. "

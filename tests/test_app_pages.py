@@ -103,6 +103,10 @@ def test_dataset_page_loads_uses_and_reports(tiny_csv):
     expected = data.load(tiny_csv, use_cache=False)
     assert values["train split"] == f"{int((expected.split == 'train').sum()):,}"
     assert len(at.get("plotly_chart")) == 2  # class balance, pixel histogram
+    import json
+
+    histogram = json.loads(at.get("plotly_chart")[1].proto.spec)["layout"]
+    assert histogram["yaxis"]["rangemode"] == "tozero"  # shares of pixels from 0, not from the lowest
     assert at.tabs[3].label == "Rejected (1)"
     assert len(at.get("download_button")) == 2
 
