@@ -488,3 +488,14 @@ def test_the_page_estimates_nothing_it_has_not_measured_and_warns_before_a_big_c
     at.selectbox(key="train_arch").set_value("resnet50").run()
     assert not at.exception, at.exception
     assert any("23,602,055 parameters and this server has no GPU" in w.value for w in at.warning)
+
+
+def test_a_classroom_preset_says_what_it_measured(tiny_source, held_slot):
+    from fertools.config import PRESET_NOTES
+
+    assert set(PRESET_NOTES) <= set(PRESETS) and {"class_2min", "class_5min"} <= set(PRESET_NOTES)
+    at = app(tiny_source).run()
+    at.selectbox(key="train_preset").set_value("class_5min").run()
+    assert not at.exception, at.exception
+    assert any(PRESET_NOTES["class_5min"] in info.value for info in at.info)
+    assert at.session_state["train_epochs"] == PRESETS["class_5min"].epochs

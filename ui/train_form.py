@@ -19,10 +19,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fertools.config import PRESETS, AugmentConfig, TrainConfig
+from fertools.config import PRESET_NOTES, PRESETS, AugmentConfig, TrainConfig
 
 BATCH_SIZES = [8, 16, 32, 64, 128, 256, 512]
-LEARNING_RATES = [1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1]
+LEARNING_RATES = [1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 2e-3, 3e-3, 1e-2, 3e-2, 1e-1]
 SWEEP_BATCH_SIZES = BATCH_SIZES
 SWEEP_EPOCHS = [1, 2, 5, 10, 20, 30, 50, 100]
 MORE = "under More settings"
@@ -135,7 +135,10 @@ def apply_preset(state: MutableMapping) -> None:
     name = state.get("train_preset")
     if name in PRESETS:
         state.update(widget_values(PRESETS[name], origin=f"the {name} preset"))
-        state[NOTE_KEY] = f"Every setting below now comes from the {name} preset."
+        note = PRESET_NOTES.get(name)
+        state[NOTE_KEY] = f"Every setting below now comes from the {name} preset." + (
+            f" {note}" if note else ""
+        )
 
 
 def augmentation(state: MutableMapping) -> tuple[AugmentConfig, str]:
