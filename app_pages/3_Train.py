@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import re
-
 import pandas as pd
 import streamlit as st
 
@@ -26,8 +24,6 @@ page_setup("Train", "🏋️")
 #: Seconds between refreshes of the live view while a run is queued or running.
 REFRESH_SECONDS = 1.5
 STATE_ICONS = {"queued": "⏳", "running": "🏃", "finished": "✅", "failed": "❌", "cancelled": "🛑"}
-#: TensorFlow's C++ start-up chatter (absl info and warning lines), hidden from the worker log.
-_LOG_NOISE = re.compile(r"^([IW]\d{4} |WARNING: All log messages before absl)")
 
 form.restore(st.session_state)
 
@@ -333,13 +329,10 @@ def progress_panel(run: jobs.RunInfo) -> None:
 
 
 def worker_log(run: jobs.RunInfo) -> None:
-    log = run.run.log_path
-    if log.exists():
+    lines = run.run.log_tail()
+    if lines is not None:
         with st.expander("Worker log (last lines)"):
-            lines = [
-                line for line in log.read_text(errors="replace").splitlines() if not _LOG_NOISE.match(line)
-            ]
-            st.code("\n".join(lines[-40:]) or "(empty)")
+            st.code("\n".join(lines) or "(empty)")
 
 
 def whose_run(run: jobs.RunInfo, allowed: jobs.Permissions) -> str | None:

@@ -33,6 +33,7 @@ import io
 import json
 import math
 import os
+import re
 import time
 import zipfile
 import zlib
@@ -43,6 +44,9 @@ from typing import Any
 import numpy as np
 
 from fertools.config import TrainConfig
+
+#: TensorFlow's C++ start-up chatter (absl info and warning lines), left out of a log's tail.
+_LOG_NOISE = re.compile(r"^([IWE]\d{4} |WARNING: All log messages before absl)")
 
 JOB = "job.json"
 CONFIG = "config.json"
@@ -134,6 +138,34 @@ class RunDir:
     @property
     def tflite_path(self) -> Path:
         return self.path / TFLITE
+
+    @property
+    def tflite_fresh(self) -> bool:
+        """Whether the exported TFLite file exists and is newer than the model it was made from."""
+        from fertools.modelcard import MODEL_FILE
+
+        model = self.model_dir / MODEL_FILE
+        try:
+            return model.exists() and self.tflite_path.stat().st_mtime >= model.stat().st_mtime
+        except FileNotFoundError:
+            return False
+
+    def log_tail(self, lines: int = 40, max_bytes: int = 64 * 1024) -> list[str] | None:
+        """The worker log's last ``lines`` lines, TensorFlow's start-up chatter left out; None: no log.
+
+        Reads at most the last ``max_bytes``, however long the log has grown.
+        """
+        path = self.path / LOG
+        try:
+            with path.open("rb") as log:
+                log.seek(0, os.SEEK_END)
+                size = log.tell()
+                log.seek(max(0, size - max_bytes))
+                text = log.read().decode(errors="replace")
+        except OSError:
+            return None
+        kept = text.splitlines()[1:] if size > max_bytes else text.splitlines()  # drop a cut first line
+        return [line for line in kept if not _LOG_NOISE.match(line)][-lines:]
 
     @property
     def has_history(self) -> bool:

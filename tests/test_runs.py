@@ -156,3 +156,28 @@ def test_a_card_that_disagrees_with_its_network_is_refused_at_load(tmp_path, cha
     (folder / "card.json").write_text(json.dumps({**values, **change}))
     with pytest.raises(ModelLoadError, match=message.replace("[", r"\[").replace("]", r"\]")):
         load_model_dir(folder)
+
+
+def test_the_log_tail_reads_only_the_end_and_leaves_tensorflow_chatter_out(tmp_path):
+    run = RunDir(tmp_path / "run").create()
+    assert run.log_tail() is None
+    lines = [f"epoch {i}" for i in range(200_000)]  # about 2.3 MB
+    lines.insert(-3, "I0000 00:00:1796178011.49 port.cc:153] oneDNN custom operations are on.")
+    lines.insert(-2, "E0000 00:00:1796178013.63 cuda_platform.cc:52] failed call to cuInit")
+    (run.path / "worker.log").write_text("\n".join(lines) + "\n")
+    assert run.log_tail(lines=3) == ["epoch 199997", "epoch 199998", "epoch 199999"]
+    assert run.log_tail(lines=10_000, max_bytes=1000)[0].startswith("epoch ")  # no half line first
+    assert len("\n".join(run.log_tail(lines=10_000, max_bytes=1000))) < 1000
+
+
+def test_an_exported_tflite_is_fresh_only_when_newer_than_its_model(tmp_path):
+    run = RunDir(tmp_path / "run").create()
+    assert not run.tflite_fresh
+    run.model_dir.mkdir()
+    (run.model_dir / "model.keras").write_bytes(b"model")
+    run.tflite_path.parent.mkdir(parents=True, exist_ok=True)
+    run.tflite_path.write_bytes(b"tflite")
+    assert run.tflite_fresh
+    later = run.tflite_path.stat().st_mtime + 10
+    os.utime(run.model_dir / "model.keras", (later, later))  # retrained after the export
+    assert not run.tflite_fresh

@@ -195,8 +195,7 @@ def model_actions(run: jobs.RunInfo) -> None:
         key=f"zip_{run.id}",
     )
     tflite = run.run.tflite_path
-    fresh = tflite.exists() and tflite.stat().st_mtime >= (model_dir / "model.keras").stat().st_mtime
-    if fresh:
+    if run.run.tflite_fresh:
         b.download_button(
             "Download TFLite",
             tflite.read_bytes(),
