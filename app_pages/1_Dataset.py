@@ -7,13 +7,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import plotly.express as px
 import streamlit as st
 
 from fertools import data, stats
 from fertools.constants import FER2013_CLASSES, data_dir
 from fertools.synthetic import SYNTHETIC_NOTE
 from fertools.users import QuotaError, Quotas, hosted
+from ui import dataset_figures as figures
 from ui import projector
 from ui.common import available_sources, get_dataset, load_upload, page_setup, use_dataset
 from ui.identity import count_upload, literal
@@ -167,35 +167,9 @@ balance_tab, samples_tab, pixels_tab, rejected_tab, export_tab = st.tabs(
 
 with balance_tab:
     table = pd.DataFrame(counts.rows())
-    figure = px.bar(
-        table,
-        x="class",
-        y="count",
-        color="split",
-        barmode="group",
-        category_orders={"class": list(counts.classes), "split": list(counts.splits)},
-        hover_data={"share": ":.1%"},
-        labels={"count": "faces", "class": ""},
-    )
     imbalance = counts.imbalance()
     where = "train split" if "train" in counts.splits else "dataset"
-    if imbalance is not None and imbalance.ratio > BALANCED_RATIO:
-        ratio = "∞" if imbalance.ratio == float("inf") else f"{imbalance.ratio:.1f}×"
-        headline = (
-            f"<b>{imbalance.largest}</b> {imbalance.largest_count:,} vs <b>{imbalance.smallest}</b> "
-            f"{imbalance.smallest_count:,} in the {where}: <b>{ratio}</b>"
-        )
-    elif imbalance is not None:
-        spread = f"{imbalance.smallest_count:,}"
-        if imbalance.largest_count != imbalance.smallest_count:
-            spread += f" to {imbalance.largest_count:,}"
-        headline = f"balanced: {spread} faces per class in the {where}"
-    else:
-        headline = ""
-    figure.add_annotation(
-        xref="paper", yref="paper", x=1, y=1.1, showarrow=False, xanchor="right", text=headline
-    )
-    figure.update_layout(height=420, margin={"t": 60, "b": 10}, legend_title_text="split")
+    figure = figures.class_balance(counts, imbalance, BALANCED_RATIO)
     projector.chart(figure, key="class_balance_chart")
     if imbalance is not None and imbalance.ratio > BALANCED_RATIO:
         size = counts.split_sizes.get("train", int(counts.totals.sum()))
@@ -254,24 +228,7 @@ with pixels_tab:
     group_by = st.radio("Histogram per", ["class", "split"], horizontal=True, key="histogram_groups")
     names = list(dataset.classes) if group_by == "class" else list(dataset.splits)
     fractions = facts["by_class"] if group_by == "class" else facts["by_split"]
-    edges = facts["edges"]
-    centres = (edges[:-1] + edges[1:]) / 2
-    histogram = pd.DataFrame(
-        [
-            {group_by: name, "intensity": float(x), "fraction": float(y)}
-            for name, row in zip(names, fractions)
-            for x, y in zip(centres, row)
-        ]
-    )
-    figure = px.line(
-        histogram,
-        x="intensity",
-        y="fraction",
-        color=group_by,
-        labels={"intensity": "pixel intensity (0 = black, 255 = white)", "fraction": "share of pixels"},
-    )
-    figure.update_layout(height=360, margin={"t": 20, "b": 10})
-    figure.update_yaxes(rangemode="tozero", tickformat=".1%")
+    figure = figures.pixel_histogram(facts["edges"], fractions, names, group_by)
     projector.chart(figure, key="pixel_histogram_chart")
     st.caption(
         f"All pixels: mean {facts['mean']:.1f}, std {facts['std']:.1f}. "

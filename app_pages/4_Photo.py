@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import plotly.graph_objects as go
 import streamlit as st
 
 from fertools import images, stats
@@ -17,11 +16,11 @@ from fertools.faces import (
 from fertools.gradcam import gradcam, overlay
 from fertools.modelcard import ModelLoadError
 from fertools.preprocess import PHOTO_MAX_SIDE, load_photo
-from fertools.recognize import CLASS_COLOURS, draw_faces
+from fertools.recognize import draw_faces
 from fertools.samples import sample_crop, sample_photo
 from fertools.synthetic import SYNTHETIC_NOTE
 from fertools.users import QuotaError
-from ui import projector
+from ui import photo_figures, projector
 from ui.common import detector_picker, get_recognizer, model_picker, page_setup
 from ui.identity import count_upload
 from ui.model_notes import show_model_notes
@@ -58,32 +57,6 @@ def heatmap(model_dir: str, created: str, face, class_index: int):
         return gradcam(recognizer.model, face, class_index, architecture=recognizer.card.architecture)
     except ValueError:
         return None
-
-
-def probability_chart(probabilities: dict[str, float], top: str) -> go.Figure:
-    names = list(probabilities)
-    colours = [
-        "rgb({2},{1},{0})".format(*CLASS_COLOURS.get(name, (160, 160, 160))) if name == top else "lightgrey"
-        for name in names
-    ]
-    figure = go.Figure(
-        go.Bar(
-            x=[probabilities[name] for name in names],
-            y=names,
-            orientation="h",
-            marker_color=colours,
-            text=[f"{probabilities[name]:.0%}" for name in names],
-            textposition="outside",
-        )
-    )
-    figure.update_layout(
-        height=40 + 28 * len(names),
-        margin={"t": 10, "b": 10, "l": 10, "r": 10},
-        xaxis={"range": [0, 1.15], "tickformat": ".0%", "title": "probability"},
-        yaxis={"autorange": "reversed"},
-        showlegend=False,
-    )
-    return figure
 
 
 # --- picture and model ---------------------------------------------------------------------
@@ -242,7 +215,8 @@ with detail_column:
                     caption=f"Grad-CAM for '{result.label}': red pushed the model towards it",
                 )
             projector.chart(
-                probability_chart(result.probabilities, result.label), key=f"photo_chart_{number}"
+                photo_figures.probability_chart(result.probabilities, result.label),
+                key=f"photo_chart_{number}",
             )
     if len(results) > MAX_DETAILED:
         st.caption(
