@@ -241,3 +241,35 @@ def test_projector_mode_holds_across_pages_and_enlarges_text_and_charts(tiny_csv
         json.loads(chart.proto.spec)["layout"].get("font", {}).get("size") for chart in at.get("plotly_chart")
     ]
     assert fonts and set(fonts) == {20}
+
+
+def test_a_new_session_gets_back_the_dataset_in_use_and_only_its_own_user_does(tiny_csv, monkeypatch):
+    first = app("app.py").run()
+    first.switch_page("app_pages/1_Dataset.py").run()
+    first.selectbox(key="dataset_choice").set_value(CSV_NAME).run()
+    button(first, "Use this dataset").click().run()
+    assert not first.exception, first.exception
+    again = app("app.py").run()  # a refresh: a new session of the same (local) user
+    assert not again.exception, again.exception
+    assert again.session_state["dataset_source"] == str(tiny_csv)
+    assert any(CSV_NAME in caption.value for caption in again.sidebar.caption)
+
+    # A saved model folder that is gone, or a dataset no longer there, is not restored.
+    from fertools import prefs
+    from fertools.users import LOCAL_USER
+
+    prefs.save(
+        LOCAL_USER.id, {"model_dir": "/nowhere", "dataset_source": "/nowhere.csv", "dataset_label": "x"}
+    )
+    stale = app("app.py").run()
+    assert not stale.exception, stale.exception
+    assert (
+        stale.session_state["dataset_source"] == "builtin"
+        and "nowhere" not in stale.session_state["model_dir"]
+    )
+
+    # On a hosted server another visitor starts from the defaults.
+    monkeypatch.setenv("FERLAB_HOSTED", "1")
+    other = app("app.py").run()
+    assert not other.exception, other.exception
+    assert other.session_state["dataset_source"] == "builtin"

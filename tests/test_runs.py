@@ -181,3 +181,18 @@ def test_an_exported_tflite_is_fresh_only_when_newer_than_its_model(tmp_path):
     later = run.tflite_path.stat().st_mtime + 10
     os.utime(run.model_dir / "model.keras", (later, later))  # retrained after the export
     assert not run.tflite_fresh
+
+
+def test_saved_choices_keep_only_known_keys_and_survive_damage(ferlab_dirs):
+    from fertools import prefs
+
+    prefs.save("u-alice", {"model_dir": "models/default", "dataset_source": "builtin", "password": "x"})
+    assert prefs.load("u-alice") == {"model_dir": "models/default", "dataset_source": "builtin"}
+    assert prefs.load("u-bob") == {}
+    path = ferlab_dirs["runs"] / prefs.PREFS / "u-alice.json"
+    path.write_text("[1, 2")  # truncated
+    assert prefs.load("u-alice") == {}
+    path.write_text('["not", "a", "dict"]')
+    assert prefs.load("u-alice") == {}
+    with pytest.raises(ValueError, match="not a user id"):
+        prefs.load("../../etc/passwd")

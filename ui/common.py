@@ -7,6 +7,7 @@ Session-state keys are initialised once, in :func:`init_state`.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 from pathlib import Path
 
@@ -19,12 +20,13 @@ os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
 
 import streamlit as st  # noqa: E402
 
-from fertools import data, jobs  # noqa: E402
+from fertools import data, jobs, prefs  # noqa: E402
 from fertools.constants import DEFAULT_MODEL_DIR, data_dir, hosted, runs_dir  # noqa: E402
 from fertools.modelcard import MODEL_FILE, ModelCard, ModelLoadError, read_card  # noqa: E402
 from fertools.recognize import Recognizer  # noqa: E402
 from ui import identity  # noqa: E402
 
+log = logging.getLogger("ferlab")
 BUILTIN = "builtin"
 DEFAULTS = {
     "dataset_source": BUILTIN,  # "builtin", a path under the data root, or "upload:<sha1>"
@@ -37,6 +39,42 @@ DEFAULTS = {
 def init_state() -> None:
     for key, value in DEFAULTS.items():
         st.session_state.setdefault(key, value)
+
+
+_RESTORED = "ferlab_prefs_restored"
+
+
+def restore_choices() -> None:
+    """Once per session: give back the dataset, model and augmentation this user last chose.
+
+    Each saved value is checked again: the model must still be one this user may use, the
+    dataset one the data folder still has (an upload does not outlive its session).
+    """
+    if st.session_state.get(_RESTORED):
+        return
+    st.session_state[_RESTORED] = True
+    saved = prefs.load(identity.current_user().id)
+    if saved.get("model_dir") in model_choices().values():
+        st.session_state["model_dir"] = saved["model_dir"]
+    source = saved.get("dataset_source")
+    if isinstance(source, str) and source in available_sources().values():
+        use_dataset(source, str(saved.get("dataset_label") or Path(source).name))
+    if isinstance(saved.get("augment_config"), dict):
+        st.session_state["augment_config"] = saved["augment_config"]
+
+
+def save_choices() -> None:
+    """After a page: keep this user's dataset, model and augmentation for their next session."""
+    user = identity.known_user()
+    if user is None:  # stopped at a login screen or the class-code form: nobody to save for
+        return
+    values = {key: st.session_state.get(key) for key in prefs.KEYS}
+    if str(values.get("dataset_source") or "").startswith("upload:"):
+        values.pop("dataset_source"), values.pop("dataset_label")  # an upload lives in its session only
+    try:
+        prefs.save(user.id, values)
+    except (OSError, TypeError, ValueError):  # a full disk or an odd value: the page still works
+        log.exception("could not save the choices of %s", user.id)
 
 
 def page_setup(title: str, icon: str = "🙂") -> None:

@@ -18,7 +18,7 @@ from streamlit.runtime.scriptrunner import script_runner
 
 from fertools.constants import hosted
 from ui import projector
-from ui.common import current_card, init_state
+from ui.common import current_card, init_state, restore_choices, save_choices
 from ui.identity import literal
 
 log = logging.getLogger("ferlab")
@@ -82,6 +82,7 @@ def run(page) -> None:
     status = st.sidebar.container()
     token = _inside.set(True)
     try:
+        restore_choices()
         page.run()
     except Exception as error:  # noqa: BLE001 - the boundary: one page's failure stays on that page
         reference = secrets.token_hex(3)
@@ -95,4 +96,5 @@ def run(page) -> None:
                 st.exception(error)
     finally:
         _inside.reset(token)
+        save_choices()  # also after st.stop() or st.rerun() in the page: the choice is made by then
     sidebar_status(status)

@@ -215,6 +215,12 @@ def setup() -> User:
     return user
 
 
+def known_user() -> User | None:
+    """The user :func:`setup` found for this session, or None when it has not found one yet."""
+    user = st.session_state.get(_USER)
+    return user if isinstance(user, User) else None
+
+
 def current_user() -> User:
     """The user :func:`setup` found for this session (it runs it if no page did)."""
     user = st.session_state.get(_USER)
