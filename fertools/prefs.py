@@ -1,10 +1,10 @@
-"""What a user had chosen, kept across sessions: the dataset and model in use, the augmentation.
+"""What a user had chosen, kept across sessions: dataset, model, augmentation, run settings.
 
 A refresh or a new tab is a new Streamlit session, which would start from the defaults; the
 frame saves these few choices per user after each page and gives them back to a fresh session::
 
     runs/_prefs/<owner>.json     {"dataset_source": ..., "dataset_label": ..., "model_dir": ...,
-                                  "augment_config": {...}}
+                                  "augment_config": {...}, "train_config": {...}}
 
 Only the keys in :data:`KEYS` are kept, only JSON values; what comes back is checked again by
 the app (a model folder must still be one this user may use) before it is used.
@@ -21,7 +21,7 @@ from fertools.runs import write_json
 from fertools.users import is_user_id
 
 PREFS = "_prefs"
-KEYS = ("dataset_source", "dataset_label", "model_dir", "augment_config")
+KEYS = ("dataset_source", "dataset_label", "model_dir", "augment_config", "train_config")
 #: A preferences file is a few hundred bytes; anything larger is not one of ours.
 MAX_BYTES = 64 * 1024
 

@@ -499,3 +499,17 @@ def test_a_classroom_preset_says_what_it_measured(tiny_source, held_slot):
     assert not at.exception, at.exception
     assert any(PRESET_NOTES["class_5min"] in info.value for info in at.info)
     assert at.session_state["train_epochs"] == PRESETS["class_5min"].epochs
+
+
+def test_a_refresh_keeps_the_run_settings(tiny_source):
+    router = str(Path(PAGE).parent.parent / "app.py")
+    first = AppTest.from_file(router, default_timeout=180).run()
+    first.switch_page("app_pages/3_Train.py").run()
+    first.number_input(key="train_epochs").set_value(7).run()
+    first.select_slider(key="train_batch").set_value(32).run()
+    assert not first.exception, first.exception
+    again = AppTest.from_file(router, default_timeout=180).run()  # a new session of the same user
+    again.switch_page("app_pages/3_Train.py").run()
+    assert not again.exception, again.exception
+    assert again.number_input(key="train_epochs").value == 7
+    assert again.select_slider(key="train_batch").value == 32

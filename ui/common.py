@@ -59,8 +59,9 @@ def restore_choices() -> None:
     source = saved.get("dataset_source")
     if isinstance(source, str) and source in available_sources().values():
         use_dataset(source, str(saved.get("dataset_label") or Path(source).name))
-    if isinstance(saved.get("augment_config"), dict):
-        st.session_state["augment_config"] = saved["augment_config"]
+    for key in ("augment_config", "train_config"):  # checked where they are used
+        if isinstance(saved.get(key), dict):
+            st.session_state[key] = saved[key]
 
 
 def save_choices() -> None:

@@ -116,9 +116,31 @@ def widget_values(config: TrainConfig, origin: str | None = None) -> dict:
     return values
 
 
+#: The last run settings the form made, as a TrainConfig dict: saved with the user's choices
+#: (fertools.prefs), so a new session (a refresh) starts from them, not from the defaults.
+SAVED_KEY = "train_config"
+
+
+def _saved_values(state: MutableMapping) -> dict:
+    """Widget values of the saved settings (``SAVED_KEY``); ``{}`` when none or they cannot work."""
+    saved = state.get(SAVED_KEY)
+    if not isinstance(saved, dict):
+        return {}
+    try:
+        config = TrainConfig.from_dict(saved)
+        config.validate()
+        return widget_values(config, origin="your last settings")
+    except (TypeError, ValueError, KeyError):
+        return {}
+
+
 def restore(state: MutableMapping) -> None:
-    """Give every form widget its remembered value, else its default; call before drawing them."""
-    remembered = state.get(REMEMBERED_KEY) or {}
+    """Give every form widget its remembered value, else its default; call before drawing them.
+
+    Remembered: this session's values (a visit to another page), else the settings the user saved
+    last time (a refresh, a new tab).
+    """
+    remembered = state.get(REMEMBERED_KEY) or _saved_values(state)
     for key, value in {**widget_values(TrainConfig()), **EXTRA_DEFAULTS}.items():
         if key not in state:
             state[key] = remembered.get(key, value)
@@ -128,6 +150,10 @@ def remember(state: MutableMapping) -> None:
     """Keep the form's values past a visit to another page; call after drawing the widgets."""
     keys = [*BY_KEY, AUGMENT_TOGGLE, *EXTRA_DEFAULTS]
     state[REMEMBERED_KEY] = {key: state[key] for key in keys if key in state}
+    try:
+        state[SAVED_KEY] = config_from(state).to_dict()
+    except (FormError, ValueError):
+        pass  # half-typed settings: keep the last ones that worked
 
 
 def apply_preset(state: MutableMapping) -> None:
