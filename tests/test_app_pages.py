@@ -273,3 +273,15 @@ def test_a_new_session_gets_back_the_dataset_in_use_and_only_its_own_user_does(t
     other = app("app.py").run()
     assert not other.exception, other.exception
     assert other.session_state["dataset_source"] == "builtin"
+
+
+def test_a_page_that_stops_early_keeps_the_sidebar_and_projector_mode(tiny_csv):
+    at = app("app.py").run()
+    at.sidebar.toggle(key="ferlab_projector").set_value(True).run()
+    at.switch_page("app_pages/4_Photo.py").run()
+    at.radio(key="photo_source").set_value("Upload a photo").run()  # no file yet: the page stops
+    assert not at.exception, at.exception
+    assert any("Upload a photo, or switch" in info.value for info in at.info)
+    assert sum("**Model:**" in caption.value for caption in at.sidebar.caption) == 1
+    at.switch_page("app_pages/1_Dataset.py").run()
+    assert at.sidebar.toggle(key="ferlab_projector").value is True

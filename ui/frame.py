@@ -71,18 +71,21 @@ def sidebar_status(sidebar) -> None:
         model_text += f", val. accuracy {card.accuracy:.1%}"
     sidebar.caption(f"**Dataset:** {literal(st.session_state['dataset_label'])}")
     sidebar.caption(f"**Model:** {literal(model_text)}")
-    projector.toggle(sidebar)
 
 
 def run(page) -> None:
-    """Run ``page`` (an ``st.Page``) inside the frame: the boundary, then the sidebar status."""
+    """Run ``page`` (an ``st.Page``) inside the frame: the sidebar status, the boundary, the status again."""
     init_state()
     configure()
     projector.apply()
-    status = st.sidebar.container()
+    status = st.sidebar.empty()
     token = _inside.set(True)
     try:
         restore_choices()
+        # Also before the page: a page that stops early (st.stop) still shows the status, and the
+        # projector switch keeps its state (a widget left out of a run loses it).
+        projector.toggle(st.sidebar)
+        sidebar_status(status.container())
         page.run()
     except Exception as error:  # noqa: BLE001 - the boundary: one page's failure stays on that page
         reference = secrets.token_hex(3)
@@ -97,4 +100,4 @@ def run(page) -> None:
     finally:
         _inside.reset(token)
         save_choices()  # also after st.stop() or st.rerun() in the page: the choice is made by then
-    sidebar_status(status)
+    sidebar_status(status.container())  # again, now with what the page chose
