@@ -96,3 +96,11 @@ def test_training_curves_grow_live_then_confusion_matrix(app, tiny_dataset: Path
     page.mouse.move(0, 0)
     page.wait_for_timeout(500)
     app.screenshot("train")
+
+    # The next run's time estimate now comes from this run's measured speed, above Start.
+    assert "of training on this server" in app.text()
+    start = page.get_by_role("button", name="Start training")
+    start.evaluate("b => b.scrollIntoView({block: 'center'})")
+    page.mouse.move(0, 0)
+    page.wait_for_timeout(500)
+    app.screenshot("train_estimate")
