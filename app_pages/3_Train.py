@@ -170,7 +170,7 @@ def _has_gpu() -> bool:
     return bool(tf.config.list_physical_devices("GPU"))
 
 
-def run_outlook(dataset) -> None:
+def run_outlook(dataset, runs: list[jobs.RunInfo]) -> None:
     """Before Start: how long the run should take here, and a warning for a big network on a CPU."""
     try:
         config = form.config_from(st.session_state)
@@ -178,7 +178,7 @@ def run_outlook(dataset) -> None:
         return  # the form shows its own sentence
     train = dataset.subset("train")
     faces = len(train) if "val" in dataset.splits else round(len(train) * (1 - config.val_fraction))
-    outlook = estimate_run(config.architecture, config.batch_size, config.epochs, faces, jobs.list_runs())
+    outlook = estimate_run(config.architecture, config.batch_size, config.epochs, faces, runs)
     st.caption(outlook.sentence(config.architecture))
     parameters, _ = _layer_table(config.architecture, len(dataset.classes))
     if parameters > LARGE_FOR_CPU and not _has_gpu():
@@ -189,7 +189,8 @@ def run_outlook(dataset) -> None:
         )
 
 
-def start_section(dataset, user: User) -> None:
+def start_section(dataset, user: User, runs: list[jobs.RunInfo]) -> bool:
+    """The dataset, the time estimate and Start; True when a run was queued by this click."""
     st.caption(f"**Dataset:** {literal(st.session_state['dataset_label'])} — {dataset.describe()}")
     if hosted():
         quotas = Quotas.from_env()
@@ -201,9 +202,9 @@ def start_section(dataset, user: User) -> None:
             "A run keeps a copy of the dataset it trains on, which only you and the teacher can reach; "
             "deleting your runs deletes it."
         )
-    run_outlook(dataset)
+    run_outlook(dataset, runs)
     if not st.button("Start training", type="primary"):
-        return
+        return False
     try:
         run_id = jobs.submit(
             dataset,
@@ -220,17 +221,19 @@ def start_section(dataset, user: User) -> None:
     else:
         st.session_state["train_run"] = run_id
         st.toast(f"Run {run_id} queued; it trains in the background, so you can leave this page.")
+        return True
+    return False
 
 
-def configure_section(dataset, user: User) -> None:
+def configure_section(dataset, user: User, runs: list[jobs.RunInfo]) -> bool:
+    """The form and Start; True when a run was queued by this run of the page."""
     st.header("Configure a run")
     left, right = st.columns([1, 1], gap="large")
     with left:
         architecture_panel(dataset)
     with right:
         settings_panel()
-    if dataset is not None:
-        start_section(dataset, user)
+    return dataset is not None and start_section(dataset, user, runs)
 
 
 # --- watching a run ---------------------------------------------------------------------------
@@ -425,9 +428,10 @@ except DatasetError as error:
     current_dataset = None
 
 user = current_user()
-configure_section(current_dataset, user)
-
+# Every run folder is read once per page run; again only when Start has just queued one.
 all_runs = jobs.list_runs()
+if configure_section(current_dataset, user, all_runs):
+    all_runs = jobs.list_runs()
 watch_section(all_runs, user)
 runs_section(all_runs, current_dataset, user)
 form.remember(st.session_state)
