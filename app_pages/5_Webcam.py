@@ -2,32 +2,13 @@
 
 from __future__ import annotations
 
-import time
-
 import streamlit as st
 
 from fertools.modelcard import ModelLoadError
-from fertools.preprocess import decode_image
-from fertools.webcam import FrameProcessor, WebcamSettings
-from ui import projector
-from ui.common import detector_picker, get_recognizer, model_picker, page_setup
+from ui import webcam_view
+from ui.common import get_recognizer, page_setup
 from ui.model_notes import show_model_notes
-from ui.webcam_charts import followed_face, timeline_figure
-from ui.webrtc import MEDIA_STREAM_CONSTRAINTS, StreamWatch, ice_servers
-
-try:
-    import av
-    from streamlit_webrtc import WebRtcMode, webrtc_streamer
-
-    WEBRTC_ERROR = None
-except ImportError as error:  # aiortc/av missing or broken: snapshots still work
-    WEBRTC_ERROR = f"live video is unavailable on this server ({error})."
-
-#: While streaming, the readout refreshes this often (s), the timeline chart less often.
-READOUT_EVERY_S = 1.0
-TIMELINE_EVERY_S = 3.0
-#: The live chart shows this many recent seconds; the CSV has the whole timeline.
-TIMELINE_SHOWN_S = 60.0
+from ui.webrtc import StreamWatch, ice_servers, live_video_problem
 
 page_setup("Webcam", "📷")
 st.title("📷 Webcam")
@@ -35,45 +16,11 @@ st.caption(
     "Live emotion recognition: your browser streams the camera to this server, which finds faces, "
     "classifies each one and streams the annotated video back. Nothing is recorded."
 )
-
+webrtc_error = live_video_problem()  # aiortc/av missing or broken: snapshots still work
 
 # --- controls -----------------------------------------------------------------------------
 
-model_column, face_column, smooth_column, toggle_column = st.columns([3, 2, 2, 2])
-with model_column:
-    model_dir = model_picker(key="webcam_model")
-    detector_name = detector_picker(
-        "webcam_detector",
-        "BlazeFace (short-range model, for faces near the camera) finds tilted faces and says how "
-        "sure it is; the Haar cascade is the classic OpenCV detector, for comparison.",
-    )
-with face_column:
-    min_face = st.slider(
-        "Minimum face size",
-        5,
-        50,
-        10,
-        step=1,
-        format="%d%%",
-        key="webcam_min_face",
-        help="The smallest face side, as a share of the picture's longer side (its width, for a webcam): "
-        "smaller faces, such as faces in the background, are ignored. Below 20% BlazeFace switches to its full-range model, which "
-        "finds faces further from the camera and takes a little longer.",
-    )
-with smooth_column:
-    smoothing = st.slider(
-        "Smoothing",
-        0.0,
-        0.95,
-        0.6,
-        step=0.05,
-        key="webcam_smoothing",
-        help="Weight of the past in each face's moving average: 0 shows every frame's raw guess.",
-    )
-with toggle_column:
-    bars = st.toggle("Probability bars", value=True, key="webcam_bars")
-    mirror = st.toggle("Mirror", value=True, key="webcam_mirror", help="Flip left-right, like a mirror.")
-
+model_dir, settings = webcam_view.controls()
 if model_dir is None:
     st.stop()
 try:
@@ -83,168 +30,27 @@ except ModelLoadError as error:
     st.stop()
 show_model_notes(recognizer, real_pictures=True)
 
-settings = WebcamSettings(
-    min_face=min_face / 100, smoothing=smoothing, bars=bars, mirror=mirror, detector=detector_name
-)
-# NOTE: one processor per session, kept in session_state: the frame callback runs in
-# streamlit-webrtc's worker thread, where st.* and session_state must not be touched, so
-# the callback only holds this object; the page reads its lock-guarded readout.
-processor: FrameProcessor | None = st.session_state.get("webcam_processor")
-if processor is None:
-    processor = st.session_state["webcam_processor"] = FrameProcessor(recognizer, settings)
-processor.set_recognizer(recognizer)
-processor.configure(settings)
+processor = webcam_view.session_processor(recognizer, settings)
 watch: StreamWatch = st.session_state.setdefault("webcam_watch", StreamWatch())
-
 use_snapshots = st.toggle(
     "Use camera snapshots instead of live video",
     key="webcam_use_snapshots",
-    disabled=WEBRTC_ERROR is not None,
+    disabled=webrtc_error is not None,
     help="For networks where the live connection cannot be made.",
 )
-
-
-def make_callback(frame_processor: FrameProcessor):
-    def callback(frame: av.VideoFrame) -> av.VideoFrame:
-        image = frame.to_ndarray(format="bgr24")
-        return av.VideoFrame.from_ndarray(frame_processor.process(image), format="bgr24")
-
-    return callback
-
-
-def show_face(number: int, label: str, confidence: float, detection_score: float | None) -> None:
-    """One face's emotion, and how sure the detector is that it is a face (when it says)."""
-    st.metric(f"Face {number}", f"{label} {confidence:.0%}")
-    if detection_score is not None:
-        st.caption(f"Detector: {detection_score:.0%} sure this is a face")
-
-
-def show_readout(ctx) -> None:
-    """Each face's smoothed emotion, fps and ms per frame; re-run every second while streaming."""
-    readout = processor.readout()
-    active = ctx is not None and (ctx.state.playing or ctx.state.signalling)
-    problem = watch.update(active, readout.frames, time.monotonic())
-    if problem != st.session_state.get("webcam_problem"):
-        st.session_state["webcam_problem"] = problem
-        st.rerun()  # the whole page: it shows or hides the snapshot fallback
-    if readout.error:
-        st.error(f"Frames could not be analysed: {readout.error}")
-    with st.container(key="webcam_readout", border=True):
-        if not readout.frames:
-            waiting = "Connecting…" if active else "Press **START** to begin;"
-            st.caption(f"{waiting} the readout appears here once frames arrive.")
-        elif not readout.faces:
-            st.markdown("**No face in view.** Face the camera, come closer, or lower the minimum face size.")
-        for face in readout.faces:
-            show_face(face.face_id, face.label, face.confidence, face.detection_score)
-        if readout.frames:
-            rate = f"{readout.fps:.1f} fps" if readout.fps > 0 else "– fps"  # a rate needs two frames
-            size = f" · {readout.frame_size[0]}×{readout.frame_size[1]} video" if readout.frame_size else ""
-            st.markdown(
-                f"**{rate}** · {readout.ms_per_frame:.0f} ms per frame: detect {readout.ms_detect:.1f}, "
-                f"classify {readout.ms_classify:.1f}, draw {readout.ms_draw:.1f} ms{size}"
-            )
-
-
-#: The timeline selector's first choice: whichever face the readout shows first.
-FOLLOW = 0
-
-
-def show_timeline() -> None:
-    """The emotion timeline chart and its CSV; refreshed less often (a Plotly figure is not free)."""
-    table = processor.timeline_frame()
-    if len(table):
-        face_id = followed_face(table, [face.face_id for face in processor.readout().faces])
-        faces = sorted(table["face"].unique().tolist())
-        if len(faces) > 1:
-            # NOTE: tracked ids only grow, so a fixed default id would soon chart a face long gone.
-            chosen = st.selectbox(
-                "Timeline of",
-                [FOLLOW, *faces],
-                key="webcam_timeline_face",
-                format_func=lambda i: "The face in view" if i == FOLLOW else f"Face {i}",
-            )
-            face_id = face_id if chosen == FOLLOW else chosen
-        projector.chart(timeline_figure(table, face_id, last_s=TIMELINE_SHOWN_S), key="webcam_timeline_chart")
-        left, right = st.columns(2)
-        left.download_button(
-            "Download timeline (CSV)",
-            processor.timeline_csv,  # built only when clicked, not on every refresh
-            file_name="emotion_timeline.csv",
-            mime="text/csv",
-            key="webcam_timeline_csv",
-            on_click="ignore",
-        )
-        right.button("Clear timeline", key="webcam_clear", on_click=processor.reset)
-
-
-def show_snapshots() -> None:
-    """The fallback: a camera snapshot analysed with the same model and settings."""
-    st.subheader("Snapshots")
-    shot = st.camera_input("Take a snapshot", key="webcam_snapshot")
-    if shot is None:
-        return
-    image = decode_image(shot.getvalue())
-    if image is None:
-        st.error("The snapshot could not be read as an image; take another one.")
-        return
-    annotated, faces = processor.snapshot(image)
-    picture, numbers = st.columns([3, 2])
-    picture.image(annotated, channels="BGR", caption="Snapshot, analysed")
-    with numbers:
-        if not faces:
-            st.info(
-                "No face found: face the camera in good light, come closer, or lower the minimum face size."
-            )
-        for number, face in enumerate(faces, start=1):
-            show_face(number, face.label, face.confidence, face.detection_score)
-            st.dataframe(
-                {"emotion": list(face.probabilities), "probability": list(face.probabilities.values())},
-                column_config={"probability": st.column_config.ProgressColumn(min_value=0.0, max_value=1.0)},
-                hide_index=True,
-                key=f"webcam_snapshot_probabilities_{number}",
-            )
-
 
 # --- live video -----------------------------------------------------------------------------
 
 servers, ice_warning = ice_servers()
 if ice_warning:
     st.warning(ice_warning)
-
-ctx = None
-if WEBRTC_ERROR:
-    st.warning(f"Snapshots only: {WEBRTC_ERROR}")
+if webrtc_error:
+    st.warning(f"Snapshots only: {webrtc_error}")
 elif not use_snapshots:
-    video_column, readout_column = st.columns([3, 2])
-    with video_column:
-        ctx = webrtc_streamer(
-            key="webcam",
-            mode=WebRtcMode.SENDRECV,
-            video_frame_callback=make_callback(processor),
-            media_stream_constraints=MEDIA_STREAM_CONSTRAINTS,
-            rtc_configuration={"iceServers": servers},
-            async_processing=True,
-        )
-        # NOTE: errors the browser meets before connecting (camera blocked, no camera) show up in
-        # the component only; it tells the script nothing, so the way out is spelled out here.
-        hint = (
-            "Camera blocked or the connection fails? The reason appears in the video box; switch on "
-            "**Use camera snapshots** above to analyse single pictures instead."
-        )
-        if not servers:
-            hint += (
-                " No STUN/TURN server is configured, which is fine on this computer (localhost); from "
-                "another network set `FERLAB_ICE_SERVERS` or `ice_servers` in secrets."
-            )
-        st.caption(hint)
-    live = ctx.state.playing or ctx.state.signalling
-    with readout_column:
-        st.fragment(run_every=READOUT_EVERY_S if live else None)(show_readout)(ctx)
-        st.fragment(run_every=TIMELINE_EVERY_S if live else None)(show_timeline)()
+    webcam_view.live_panel(processor, watch, servers)
 
 problem = st.session_state.get("webcam_problem")
 if problem and not use_snapshots:
     st.warning(f"{problem} Snapshots below work without a live connection.")
-if WEBRTC_ERROR or use_snapshots or problem:
-    show_snapshots()
+if webrtc_error or use_snapshots or problem:
+    webcam_view.show_snapshots(processor)

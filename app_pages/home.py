@@ -66,9 +66,11 @@ else:
         accuracy + trained_on,
         "Pick another on the Photo or Webcam page; the accuracy is the one recorded on its model card.",
     )
-device, tf_version = compute_device()
-status_card(device_column, "Compute", device, "for training and inference")
-status_card(tf_column, "TensorFlow", tf_version)
+# TensorFlow takes seconds to import on a first visit: these two boxes are filled in last, so
+# the rest of the page shows at once.
+device_slot, tf_slot = device_column.empty(), tf_column.empty()
+status_card(device_slot, "Compute", "…", "starting TensorFlow")
+status_card(tf_slot, "TensorFlow", "…")
 
 # --- the pages -----------------------------------------------------------------------------
 
@@ -97,3 +99,7 @@ Put it in the data folder, currently `{data_dir()}` (set `FERLAB_DATA_DIR` to us
 and also takes uploads (CSV, a zip of image folders, or an `.npz`).
 """
 )
+
+device, tf_version = compute_device()
+status_card(device_slot, "Compute", device, "for training and inference")
+status_card(tf_slot, "TensorFlow", tf_version)

@@ -645,6 +645,16 @@ def list_runs(root: str | os.PathLike | None = None) -> list[RunInfo]:
     return sorted(infos, key=lambda info: (info.created, info.id), reverse=True)
 
 
+def run_states(root: str | os.PathLike | None = None) -> dict[str, str]:
+    """Run id -> the state its status.json records, for every run folder: a cheap way to notice
+    that a run started, ended or appeared (a page compares two of these) without reading the rest.
+    """
+    return {
+        folder.name: str(RunDir(folder).read_status().get("state", "queued"))
+        for folder in _run_folders(_root(root))
+    }
+
+
 def get_run(run_id: str, root: str | os.PathLike | None = None) -> RunInfo:
     """One run; ``JobError`` if there is none with this id."""
     _reap()

@@ -25,7 +25,7 @@ Frames are BGR ``uint8`` ``(H, W, 3)`` (see :mod:`fertools.constants`).
 :func:`write_y4m` and :func:`demo_frame` make fake-camera videos from synthetic
 faces for browser tests (Chromium's ``--use-file-for-fake-video-capture``).
 The page's own pieces (ICE servers, the stream watch, the timeline chart) live
-in :mod:`ui.webrtc` and :mod:`ui.webcam_charts`.
+in :mod:`ui.webcam_view`, :mod:`ui.webrtc` and :mod:`ui.webcam_charts`.
 """
 
 from __future__ import annotations

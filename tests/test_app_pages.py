@@ -9,6 +9,8 @@ model copied into the temporary runs folder, not the shipped one.
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -55,6 +57,13 @@ def test_home(tiny_csv):
         "validation accuracy" in caption.value or "not evaluated" in caption.value for caption in at.caption
     )
     assert len(at.get("page_link")) >= 3  # Dataset, Augmentation, Photo (Train and Webcam when present)
+
+
+def test_the_frame_starts_without_tensorflow_so_a_first_visit_shows_at_once():
+    # TensorFlow takes seconds to import: the router, the frame and the shared page helpers must
+    # not need it, so the Home page draws before it has loaded (its Compute box fills in last).
+    code = "import sys, ui.frame, ui.common, ui.pages; sys.exit(int('tensorflow' in sys.modules))"
+    assert subprocess.run([sys.executable, "-c", code], cwd=ROOT).returncode == 0
 
 
 def test_the_router_names_every_page_and_switches_between_them(tiny_csv):

@@ -513,3 +513,40 @@ def test_a_refresh_keeps_the_run_settings(tiny_source):
     assert not again.exception, again.exception
     assert again.number_input(key="train_epochs").value == 7
     assert again.select_slider(key="train_batch").value == 32
+
+
+def test_a_run_that_ends_later_joins_the_overlay_and_redraws_the_page(
+    tiny_source, tiny_builtin, ferlab_dirs, fake_worker, monkeypatch
+):
+    from ui import train_watch
+
+    finished = fake_finished_run(ferlab_dirs["runs"], tiny_builtin)
+    running = fake_running_run(ferlab_dirs["runs"], fake_worker)
+    at = app(tiny_source).run()
+    assert not at.exception, at.exception
+    assert at.multiselect(key="train_compare").value == [finished]
+
+    # The page follows the running run: once its state changes, the follower asks for a full rerun.
+    root = str(ferlab_dirs["runs"])
+    reruns = []
+    with monkeypatch.context() as patch:
+        patch.setattr(train_watch.st, "rerun", lambda: reruns.append(True))
+        train_watch._run_states.clear()
+        train_watch._redraw_if_changed(root, {running: "running"})
+        assert reruns == []
+        status = json.loads((ferlab_dirs["runs"] / running / "status.json").read_text())
+        (ferlab_dirs["runs"] / running / "status.json").write_text(
+            json.dumps({**status, "state": "finished"})
+        )
+        train_watch._run_states.clear()
+        train_watch._redraw_if_changed(root, {running: "running"})
+    assert reruns == [True]
+
+    # That rerun shows the run finished everywhere, and the overlay now includes it; a run the
+    # user takes out of the overlay stays out.
+    at.run()
+    assert not at.exception, at.exception
+    assert at.multiselect(key="train_compare").value == [running, finished]
+    at.multiselect(key="train_compare").unselect(running).run()
+    at.run()
+    assert at.multiselect(key="train_compare").value == [finished]

@@ -142,11 +142,13 @@ def test_queue_positions_follow_submission_order_and_dataset_is_saved_once(tiny_
         ids = [jobs.submit(tiny_builtin, ONE_EPOCH) for _ in range(3)]
         wait_for(lambda: all(worker_pid(i) for i in ids), 30, "the workers to start")
         assert [jobs.queue_position(i) for i in ids] == [1, 2, 3]
+        assert jobs.run_states() == dict.fromkeys(ids, "queued")
         assert [r.id for r in jobs.list_runs()] == ids[::-1]  # newest first
         assert len(list((ferlab_dirs["runs"] / "_datasets").glob("*.npz"))) == 1
 
         jobs.cancel(ids[0])
         assert state(ids[0]) == "cancelled"
+        assert jobs.run_states()[ids[0]] == "cancelled"
         assert [jobs.queue_position(i) for i in ids] == [None, 1, 2]
         for run_id in ids[1:]:
             jobs.cancel(run_id)

@@ -10,6 +10,7 @@ import hashlib
 import logging
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from fertools.runtime import protect_server
 
@@ -23,11 +24,16 @@ import streamlit as st  # noqa: E402
 from fertools import data, jobs, prefs  # noqa: E402
 from fertools.constants import DEFAULT_MODEL_DIR, data_dir, hosted, runs_dir  # noqa: E402
 from fertools.modelcard import MODEL_FILE, ModelCard, ModelLoadError, read_card  # noqa: E402
-from fertools.recognize import Recognizer  # noqa: E402
 from ui import identity  # noqa: E402
+
+if TYPE_CHECKING:
+    from fertools.recognize import Recognizer
 
 log = logging.getLogger("ferlab")
 BUILTIN = "builtin"
+#: Whole numbers in tables, with the thousands separator the page's text uses (28,709); Streamlit's
+#: default shows them bare (28709).
+COUNT_COLUMN = st.column_config.NumberColumn(format="%,d")
 DEFAULTS = {
     "dataset_source": BUILTIN,  # "builtin", a path under the data root, or "upload:<sha1>"
     "dataset_label": "Built-in synthetic faces",
@@ -189,6 +195,10 @@ def current_card() -> ModelCard | None:
 @st.cache_resource(max_entries=8, show_spinner="Loading the model…")
 def _recognizer(model_dir: str, stamp: float) -> Recognizer:
     # One per model folder, shared by all sessions: the Recognizer keeps no per-call state.
+    # Imported here, not above: TensorFlow takes seconds to import, and pages without a model
+    # (the Home page on a first visit) should not wait for it.
+    from fertools.recognize import Recognizer
+
     return Recognizer.load(model_dir)
 
 

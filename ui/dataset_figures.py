@@ -1,4 +1,4 @@
-"""The Dataset page's Plotly figures: class balance per split, pixel histograms."""
+"""The Dataset page's Plotly figures: class balance per split (and what it is measured on), pixel histograms."""
 
 from __future__ import annotations
 
@@ -6,6 +6,11 @@ import numpy as np
 import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
+
+
+def measured_on(counts) -> str:
+    """What the imbalance is measured on, as the page words it: "train split" or "dataset"."""
+    return "train split" if "train" in counts.splits else "dataset"
 
 
 def _balance_headline(imbalance, where: str, balanced_ratio: float) -> str:
@@ -40,7 +45,6 @@ def class_balance(counts, imbalance, balanced_ratio: float) -> go.Figure:
         hover_data={"share": ":.1%"},
         labels={"count": "faces", "class": ""},
     )
-    where = "train split" if "train" in counts.splits else "dataset"
     figure.add_annotation(
         xref="paper",
         yref="paper",
@@ -48,7 +52,7 @@ def class_balance(counts, imbalance, balanced_ratio: float) -> go.Figure:
         y=1.1,
         showarrow=False,
         xanchor="right",
-        text=_balance_headline(imbalance, where, balanced_ratio),
+        text=_balance_headline(imbalance, measured_on(counts), balanced_ratio),
     )
     figure.update_layout(height=420, margin={"t": 60, "b": 10}, legend_title_text="split")
     return figure

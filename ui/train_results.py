@@ -17,6 +17,7 @@ from fertools.modelcard import ModelLoadError
 from fertools.runs import PREDICTIONS, RunDir
 from ui import projector
 from ui import train_figures as figures
+from ui.common import COUNT_COLUMN
 from ui.identity import literal
 
 GALLERY_SIZE = 24
@@ -59,7 +60,7 @@ def results_section(run: jobs.RunInfo, allowed: jobs.Permissions) -> None:
         table = (
             pd.DataFrame.from_dict(metrics["per_class"], orient="index").rename_axis("class").reset_index()
         )
-        per_class_table(table)
+        per_class_table(table.rename(columns={"support": "faces"}))  # the Evaluate page's name
     with tabs[2]:
         if allowed.can_see_faces:
             mistakes_gallery(run, classes, confusion)
@@ -80,7 +81,8 @@ def per_class_table(table: pd.DataFrame) -> None:
         table,
         hide_index=True,
         column_config={
-            name: st.column_config.NumberColumn(format="%.3f") for name in ("precision", "recall", "f1")
+            **{name: st.column_config.NumberColumn(format="%.3f") for name in ("precision", "recall", "f1")},
+            "faces": COUNT_COLUMN,
         },
     )
     st.caption(

@@ -101,10 +101,17 @@ def compare_runs(runs: list[jobs.RunInfo]) -> None:
     if not with_curves:
         return
     labels = {run.id: f"{run.id} · {run.name}" for run in with_curves}
+    finished = [run.id for run in with_curves if run.state == "finished"]
     if "train_compare" not in st.session_state:
-        st.session_state["train_compare"] = [run.id for run in with_curves if run.state == "finished"][:3]
-    # Runs may have been deleted since the last visit: keep only those still listed.
-    st.session_state["train_compare"] = [i for i in st.session_state["train_compare"] if i in labels]
+        st.session_state["train_compare"] = finished[:3]  # the newest three
+        st.session_state["train_compare_offered"] = set(finished)
+    # A run that finished since then joins the overlay once (one the user removed stays removed);
+    # runs deleted since the last visit leave it.
+    offered = st.session_state.setdefault("train_compare_offered", set())
+    new = [run_id for run_id in finished if run_id not in offered]
+    offered.update(new)
+    kept = dict.fromkeys([*new, *st.session_state["train_compare"]])  # in order, once each
+    st.session_state["train_compare"] = [run_id for run_id in kept if run_id in labels]
     chosen = st.multiselect(
         "Compare validation accuracy of", list(labels), format_func=labels.get, key="train_compare"
     )

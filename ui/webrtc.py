@@ -1,8 +1,10 @@
-"""The Webcam page's connection: ICE servers, what to ask the camera for, and a stream that never starts.
+"""The Webcam page's connection: ICE servers, the camera request, the live component, a stuck stream.
 
 Page-side pieces of the live stream; the frame processor itself is
 :mod:`fertools.webcam`. :func:`parse_ice_servers` and :class:`StreamWatch` are
 plain Python (tested without Streamlit); :func:`ice_servers` reads the settings.
+:func:`streamer` is the only code that calls streamlit-webrtc, and
+:func:`live_video_problem` says when it (aiortc, av) cannot be imported.
 """
 
 from __future__ import annotations
@@ -11,8 +13,12 @@ import json
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import streamlit as st
+
+if TYPE_CHECKING:
+    from fertools.webcam import FrameProcessor
 
 #: What the page asks the browser's camera for. Without it a browser may pick (or fall back to)
 #: 320x240, where faces are half as many pixels; ``ideal`` never makes a camera fail.
@@ -20,6 +26,45 @@ MEDIA_STREAM_CONSTRAINTS = {
     "video": {"width": {"ideal": 640}, "height": {"ideal": 480}, "frameRate": {"ideal": 15}},
     "audio": False,
 }
+
+
+def live_video_problem() -> str | None:
+    """Why live video is unavailable on this server (aiortc or av missing or broken), or None."""
+    # NOTE: tried on every page run, not when this module is imported: without them, snapshots
+    # still work, and the page must still load to offer them.
+    try:
+        import av  # noqa: F401
+        from streamlit_webrtc import WebRtcMode, webrtc_streamer  # noqa: F401
+    except ImportError as error:
+        return f"live video is unavailable on this server ({error})."
+    return None
+
+
+def frame_callback(processor: FrameProcessor):
+    """The video frame callback: BGR frame in, :meth:`FrameProcessor.process`, annotated frame out."""
+    import av
+
+    # NOTE: this runs in streamlit-webrtc's worker thread, where st.* and session_state must not
+    # be touched: it only holds the processor, whose lock-guarded readout the page reads.
+    def callback(frame: av.VideoFrame) -> av.VideoFrame:
+        image = frame.to_ndarray(format="bgr24")
+        return av.VideoFrame.from_ndarray(processor.process(image), format="bgr24")
+
+    return callback
+
+
+def streamer(processor: FrameProcessor, servers: list[dict]):
+    """The live video component (camera to this server, annotated video back); its context."""
+    from streamlit_webrtc import WebRtcMode, webrtc_streamer
+
+    return webrtc_streamer(
+        key="webcam",
+        mode=WebRtcMode.SENDRECV,
+        video_frame_callback=frame_callback(processor),
+        media_stream_constraints=MEDIA_STREAM_CONSTRAINTS,
+        rtc_configuration={"iceServers": servers},
+        async_processing=True,
+    )
 
 
 def ice_servers() -> tuple[list[dict], str | None]:
