@@ -264,6 +264,36 @@ class FilteredDetector:
         return [detection.box for detection in self.detect_faces(frame)]
 
 
+@dataclass(frozen=True)
+class FirstFound:
+    """The faces of the first of ``detectors`` that finds any: a fast detector first, a thorough one after.
+
+    The webcam runs BlazeFace's short-range model (a third of the full-range one's time) and
+    asks the full-range model only on frames where it found nothing, so a face near the camera
+    costs the short model's time and a small face far from it is still found. Thread-safe when
+    each detector is.
+
+    Example::
+
+        detector = FirstFound((make_detector("blazeface", model="short"), make_detector("blazeface", model="full")))
+    """
+
+    detectors: tuple[FaceDetector, ...]
+
+    def __post_init__(self) -> None:
+        if not self.detectors:
+            raise ValueError("FirstFound needs at least one detector.")
+
+    def detect_faces(self, frame: np.ndarray) -> list[Detection]:
+        for detector in self.detectors:
+            if found := find_faces(detector, frame):
+                return found
+        return []
+
+    def detect(self, frame: np.ndarray) -> list[Box]:
+        return [detection.box for detection in self.detect_faces(frame)]
+
+
 #: A picture at most this many times the model's input side (and about square) is taken to be
 #: a face crop already, as FER2013's 48x48 images are: a detector needs a face with some
 #: picture around it, and cropping a crop again would frame it unlike the training faces.

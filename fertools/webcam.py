@@ -44,7 +44,17 @@ import numpy as np
 import pandas as pd
 
 from fertools import synthetic
-from fertools.faces import DEFAULT_DETECTOR, DETECTORS, Box, FaceDetector, FilteredDetector, usable_detector
+from fertools.faces import (
+    DEFAULT_DETECTOR,
+    DETECTORS,
+    Box,
+    DetectorUnavailableError,
+    FaceDetector,
+    FilteredDetector,
+    FirstFound,
+    make_detector,
+    usable_detector,
+)
 from fertools.recognize import FaceResult, Recognizer, draw_faces
 from fertools.tracking import FaceTracker, Track
 
@@ -83,14 +93,31 @@ class WebcamSettings:
 def webcam_detector(settings: WebcamSettings) -> FaceDetector:
     """The detector for live frames and snapshots: faces of at least ``settings.min_face`` of the frame.
 
-    BlazeFace uses its short-range model when the minimum face is large enough for it
-    (:data:`SHORT_RANGE_MIN_FACE`), else the full-range one. Missing BlazeFace files give
-    the Haar cascade, as the recognizer's own detector does (the page says so).
+    BlazeFace runs its short-range model; when the minimum face is below what that model finds
+    well (:data:`SHORT_RANGE_MIN_FACE`), frames where it finds no face that large go to the
+    full-range model (:class:`~fertools.faces.FirstFound`): a face near the camera costs the short
+    model's time, small faces the full model's (a frame with both gets the near face only).
+    Missing BlazeFace files give the Haar cascade, as the recognizer's own detector does (the
+    page says so).
     """
-    options = {"min_face": SMALLEST_FACE_PX}
-    if settings.detector == "blazeface":
-        options["model"] = "short" if settings.min_face >= SHORT_RANGE_MIN_FACE else "full"
-    detector, _ = usable_detector(settings.detector, **options)
+    if settings.detector == "blazeface" and settings.min_face < SHORT_RANGE_MIN_FACE:
+        try:
+            tiers = [
+                make_detector("blazeface", model=m, min_face=SMALLEST_FACE_PX) for m in ("short", "full")
+            ]
+        except DetectorUnavailableError:
+            pass  # the Haar cascade below, with the page's warning
+        else:
+            # The short model's faces count only where it is accurate; smaller faces (its boxes
+            # there are a third too large) are left to the full-range model.
+            short, full = tiers
+            return FirstFound(
+                (
+                    FilteredDetector(short, min_side=SHORT_RANGE_MIN_FACE),
+                    FilteredDetector(full, min_side=settings.min_face),
+                )
+            )
+    detector, _ = usable_detector(settings.detector, min_face=SMALLEST_FACE_PX)
     return FilteredDetector(detector, min_side=settings.min_face)
 
 

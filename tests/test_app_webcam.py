@@ -24,7 +24,7 @@ from fertools import synthetic
 from fertools.modelcard import read_card
 from fertools.webcam import demo_frame
 from ui.model_notes import SYNTHETIC_MODEL
-from ui.webrtc import ENDED_EARLY, MEDIA_STREAM_CONSTRAINTS, StreamWatch
+from ui.webrtc import ENDED_EARLY, FRAME_RATE, StreamWatch
 
 PAGE = str(Path(__file__).resolve().parent.parent / "app_pages" / "5_Webcam.py")
 
@@ -87,8 +87,9 @@ def test_page_renders_with_controls_and_starts_the_streamer(app, streamer):
     assert call["key"] == "webcam"
     assert call["mode"] == streamlit_webrtc.WebRtcMode.SENDRECV
     # An ideal resolution: without one the browser may send 320x240, where faces are half the pixels.
-    assert call["media_stream_constraints"] == MEDIA_STREAM_CONSTRAINTS
-    assert call["media_stream_constraints"]["video"]["width"] == {"ideal": 640}
+    video = call["media_stream_constraints"]["video"]
+    assert (video["width"], video["height"]) == ({"ideal": 640}, {"ideal": 480})
+    assert video["frameRate"] == {"ideal": FRAME_RATE["local"]}
     assert call["rtc_configuration"] == {"iceServers": []}
     assert call["async_processing"] is True
     assert "Press **START**" in texts(app)

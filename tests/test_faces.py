@@ -22,6 +22,7 @@ from fertools.faces import (
     Detection,
     DetectorUnavailableError,
     FilteredDetector,
+    FirstFound,
     HaarFaceDetector,
     find_faces,
     is_face_crop,
@@ -261,6 +262,32 @@ class Scripted:
 
     def detect_faces(self, frame):
         return list(self.detections)
+
+
+class Counting(Scripted):
+    """A scripted detector that counts the frames it was asked about."""
+
+    def __init__(self, detections):
+        super().__init__(detections)
+        self.calls = 0
+
+    def detect_faces(self, frame):
+        self.calls += 1
+        return super().detect_faces(frame)
+
+
+def test_first_found_asks_the_thorough_detector_only_when_the_fast_one_finds_nothing():
+    frame = np.zeros((480, 640, 3), np.uint8)
+    near, far = Detection((100, 100, 200, 200), 0.9), Detection((500, 40, 30, 30), 0.7)
+    fast, thorough = Counting([near]), Counting([far])
+    assert FirstFound((fast, thorough)).detect_faces(frame) == [near]
+    assert (fast.calls, thorough.calls) == (1, 0)
+    blind = Counting([])
+    assert FirstFound((blind, thorough)).detect(frame) == [far.box]
+    assert (blind.calls, thorough.calls) == (1, 1)
+    assert FirstFound((blind, Counting([]))).detect_faces(frame) == []
+    with pytest.raises(ValueError, match="at least one"):
+        FirstFound(())
 
 
 def test_filtered_detector_drops_weak_and_small_faces_and_can_put_the_surest_first():

@@ -17,11 +17,12 @@ import pandas as pd
 import pytest
 
 from fertools.constants import FER2013_CLASSES
-from fertools.faces import FilteredDetector, HaarFaceDetector
+from fertools.faces import FilteredDetector, FirstFound, HaarFaceDetector
 from fertools.recognize import FaceResult, Recognizer
 from fertools.samples import sample_photo
 from fertools.tracking import FaceTracker, box_iou
 from fertools.webcam import (
+    SHORT_RANGE_MIN_FACE,
     FrameProcessor,
     LiveReadout,
     WebcamSettings,
@@ -29,7 +30,7 @@ from fertools.webcam import (
     write_y4m,
 )
 from ui.webcam_charts import followed_face, timeline_figure
-from ui.webrtc import ENDED_EARLY, StreamWatch, parse_ice_servers
+from ui.webrtc import ENDED_EARLY, StreamWatch, media_stream_constraints, parse_ice_servers
 
 CLASSES = FER2013_CLASSES
 BLANK = np.full((480, 640, 3), 128, dtype=np.uint8)
@@ -254,10 +255,16 @@ def test_configure_rebuilds_the_detector_only_for_a_new_min_face_or_detector():
     processor.configure(WebcamSettings(min_face=0.25, detector="haar"))
     processor.process(BLANK)
     first, second, third, fourth = stub.detectors
-    assert all(isinstance(detector, FilteredDetector) for detector in stub.detectors)
-    assert first is second and first.min_side == 0.1
-    # Faces under a fifth of the frame need BlazeFace's full-range model; larger ones the short one.
-    assert first.detector.model == "full" and third.detector.model == "short"
+    assert first is second
+    # Faces under a fifth of the frame may need BlazeFace's full-range model: the short one first,
+    # for the faces it finds well, the full one on frames without such a face. Larger minimum
+    # faces: the short one alone.
+    assert isinstance(first, FirstFound)
+    assert [(tier.detector.model, tier.min_side) for tier in first.detectors] == [
+        ("short", SHORT_RANGE_MIN_FACE),
+        ("full", 0.1),
+    ]
+    assert isinstance(third, FilteredDetector) and third.detector.model == "short"
     assert third.min_side == 0.25
     assert isinstance(fourth.detector, HaarFaceDetector) and fourth.min_side == 0.25
 
@@ -492,3 +499,11 @@ def test_timeline_figure_plots_one_line_per_class():
     latest = table["seconds"].max()
     assert len(timeline_figure(table, 1, last_s=0.0).data[0].x) == (table["seconds"] == latest).sum() // 2
     assert len(timeline_figure(table.iloc[:0]).data) == len(CLASSES)  # empty is fine
+
+
+def test_the_camera_is_asked_for_30_fps_on_a_laptop_and_15_on_a_hosted_server(monkeypatch):
+    monkeypatch.delenv("FERLAB_HOSTED", raising=False)
+    assert media_stream_constraints()["video"]["frameRate"] == {"ideal": 30}
+    monkeypatch.setenv("FERLAB_HOSTED", "1")
+    assert media_stream_constraints()["video"]["frameRate"] == {"ideal": 15}
+    assert media_stream_constraints()["audio"] is False

@@ -213,7 +213,7 @@ def proc_cpu_s(pid: int) -> float | None:
 class Server:
     """``streamlit run app.py`` in its own process group, with temporary FERLAB_* folders."""
 
-    def __init__(self, folder: Path):
+    def __init__(self, folder: Path, hosted: bool = True):
         self.folders = {name: folder / name for name in ("runs", "data", "cache")}
         for path in self.folders.values():
             path.mkdir()
@@ -221,6 +221,7 @@ class Server:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen | None = None
+        self.hosted = hosted
 
     @property
     def pid(self) -> int:
@@ -230,7 +231,7 @@ class Server:
     def start(self, deadline: Deadline) -> None:
         env = {
             **os.environ,
-            "FERLAB_HOSTED": "1",
+            "FERLAB_HOSTED": "1" if self.hosted else "0",
             "FERLAB_RUNS_DIR": str(self.folders["runs"]),
             "FERLAB_DATA_DIR": str(self.folders["data"]),
             "FERLAB_CACHE_DIR": str(self.folders["cache"]),

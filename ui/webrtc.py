@@ -17,15 +17,27 @@ from typing import TYPE_CHECKING
 
 import streamlit as st
 
+from fertools.constants import hosted
+
 if TYPE_CHECKING:
     from fertools.webcam import FrameProcessor
 
-#: What the page asks the browser's camera for. Without it a browser may pick (or fall back to)
-#: 320x240, where faces are half as many pixels; ``ideal`` never makes a camera fail.
-MEDIA_STREAM_CONSTRAINTS = {
-    "video": {"width": {"ideal": 640}, "height": {"ideal": 480}, "frameRate": {"ideal": 15}},
-    "audio": False,
-}
+#: Frames per second the page asks the camera for: 30 on a laptop (the Webcam page keeps up, see
+#: docs/BENCHMARKS.md), 15 on a hosted server, where a class's streams share its CPU.
+FRAME_RATE = {"local": 30, "hosted": 15}
+
+
+def media_stream_constraints() -> dict:
+    """What the page asks the browser's camera for.
+
+    Without a size a browser may pick (or fall back to) 320x240, where faces are half as many
+    pixels; ``ideal`` never makes a camera fail.
+    """
+    rate = FRAME_RATE["hosted" if hosted() else "local"]
+    return {
+        "video": {"width": {"ideal": 640}, "height": {"ideal": 480}, "frameRate": {"ideal": rate}},
+        "audio": False,
+    }
 
 
 def live_video_problem() -> str | None:
@@ -61,7 +73,7 @@ def streamer(processor: FrameProcessor, servers: list[dict]):
         key="webcam",
         mode=WebRtcMode.SENDRECV,
         video_frame_callback=frame_callback(processor),
-        media_stream_constraints=MEDIA_STREAM_CONSTRAINTS,
+        media_stream_constraints=media_stream_constraints(),
         rtc_configuration={"iceServers": servers},
         async_processing=True,
     )
