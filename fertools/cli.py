@@ -365,6 +365,23 @@ def cmd_bench(args) -> int:
     return 0
 
 
+def cmd_detection_bench(args) -> int:
+    from fertools import detection_bench as bench
+
+    try:
+        frames = bench.make_frames(args.faces, n_frames=args.frames, seed=args.seed)
+    except (OSError, ValueError) as error:
+        raise UserError(f"detection-bench: {error}") from None
+    detectors = bench.page_detectors()
+    table = bench.detection_benchmark(detectors, frames)
+    astronaut = bench.astronaut_faces(detectors)
+    if args.json:
+        print(json.dumps({"frames": len(frames), "detectors": table, "astronaut": astronaut}, indent=2))
+    else:
+        print(bench.format_detection(table, len(frames), astronaut), end="")
+    return 0
+
+
 # --- the parser ---------------------------------------------------------------------------------
 
 
@@ -465,6 +482,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--skip", nargs="*", choices=BENCH_SECTIONS)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser(
+        "detection-bench",
+        help="recall and precision of the pages' face detectors on frames built from face crops",
+    )
+    p.add_argument(
+        "faces", help="a folder of face crops, in class subfolders or flat (e.g. data/fer2013/val)"
+    )
+    p.add_argument("--frames", type=int, default=300, help="frames to compose (default 300)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_detection_bench)
     return parser
 
 

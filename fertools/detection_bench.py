@@ -229,6 +229,8 @@ def match(found: Sequence[Box], truth: Sequence[Box], min_iou: float = 0.3) -> l
 
 #: Face side bins (px) and rotation bins (degrees, absolute) for the per-bin recall.
 SIDE_BINS = ((40, 80), (80, 150), (150, 301))
+#: An unmatched box overlapping every pasted face by less than this (IoU) lands on no face.
+OFF_FACE_IOU = 0.1
 ANGLE_BINS = ((0.0, 10.0), (10.0, 20.0), (20.0, 30.01))
 
 
@@ -242,12 +244,14 @@ def detection_benchmark(
     a little differently from a crop's edges, hence the loose default. Per
     detector: ``recall``, ``precision``, counts (``true_positives``,
     ``false_positives``, ``missed``), ``false_positives_on_empty_frames``,
-    ``mean_iou`` of matches, ``recall_by_side`` and ``recall_by_angle`` (bins
+    ``mean_iou`` of matches, ``boxes_on_no_face`` (false positives that overlap no pasted face
+    at all: a false box, as opposed to a face framed too differently from its crop to match),
+    ``recall_by_side`` and ``recall_by_angle`` (bins
     :data:`SIDE_BINS`, :data:`ANGLE_BINS`) and ``ms_per_frame_p50``.
     """
     table = {}
     for name, detector in detectors.items():
-        true_positive = false_positive = missed = empty_false = 0
+        true_positive = false_positive = missed = empty_false = off_face = 0
         overlaps, seconds = [], []
         hits_by_side = {bin_: [0, 0] for bin_ in SIDE_BINS}
         hits_by_angle = {bin_: [0, 0] for bin_ in ANGLE_BINS}
@@ -260,6 +264,12 @@ def detection_benchmark(
             hit = {j for _, j in pairs}
             true_positive += len(pairs)
             false_positive += len(found) - len(pairs)
+            matched = {i for i, _ in pairs}
+            off_face += sum(
+                1
+                for i, box in enumerate(found)
+                if i not in matched and all(iou(box, face) < OFF_FACE_IOU for face in truth)
+            )
             missed += len(truth) - len(pairs)
             if not truth:
                 empty_false += len(found)
@@ -277,6 +287,7 @@ def detection_benchmark(
             "true_positives": true_positive,
             "false_positives": false_positive,
             "missed": missed,
+            "boxes_on_no_face": off_face,
             "false_positives_on_empty_frames": empty_false,
             "empty_frames": sum(1 for bench in frames if not bench.faces),
             "mean_iou": float(np.mean(overlaps)) if overlaps else 0.0,
@@ -355,3 +366,68 @@ def alignment_benchmark(
             for lo, hi in ANGLE_BINS
         },
     }
+
+
+def page_detectors() -> dict[str, FaceDetector]:
+    """The four detectors the pages run by default: BlazeFace and the Haar cascade, on the Webcam and Photo pages."""
+    from fertools.faces import photo_detector
+    from fertools.webcam import WebcamSettings, webcam_detector
+
+    return {
+        "BlazeFace, Webcam page": webcam_detector(WebcamSettings()),
+        "Haar cascade, Webcam page": webcam_detector(WebcamSettings(detector="haar")),
+        "BlazeFace, Photo page": photo_detector("blazeface"),
+        "Haar cascade, Photo page": photo_detector("haar"),
+    }
+
+
+def astronaut_faces(detectors: Mapping[str, FaceDetector]) -> dict[str, list[dict]] | None:
+    """Each detector's faces in scikit-image's astronaut photo (one face); None without scikit-image."""
+    try:
+        from skimage.data import astronaut
+    except ImportError:
+        return None
+    photo = cv2.cvtColor(astronaut(), cv2.COLOR_RGB2BGR)
+    return {
+        name: [
+            {"box": list(d.box), "score": None if d.score is None else round(float(d.score), 3)}
+            for d in find_faces(detector, photo)
+        ]
+        for name, detector in detectors.items()
+    }
+
+
+def format_detection(table: Mapping[str, dict], frames: int, astronaut: Mapping[str, list] | None) -> str:
+    """:func:`detection_benchmark`'s table (and the astronaut's faces) as Markdown."""
+
+    def share(value: float | None) -> str:
+        return "-" if value is None else f"{value:.0%}"
+
+    first = next(iter(table.values()))
+    sides, angles = list(first["recall_by_side"]), list(first["recall_by_angle"])
+    header = ["detector", "recall", "precision", "boxes on no face", "on empty frames"]
+    header += [f"recall {side}" for side in sides] + [f"recall {angle}" for angle in angles] + ["ms p50"]
+    lines = [
+        f"{frames} frames, {first['true_positives'] + first['missed']} faces, "
+        f"{first['empty_frames']} frames without a face.",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+    ]
+    for name, row in table.items():
+        cells = [name, share(row["recall"]), share(row["precision"])]
+        cells += [str(row["boxes_on_no_face"]), str(row["false_positives_on_empty_frames"])]
+        cells += [share(row["recall_by_side"][side]) for side in sides]
+        cells += [share(row["recall_by_angle"][angle]) for angle in angles]
+        cells.append(f"{row['ms_per_frame_p50']:.1f}")
+        lines.append("| " + " | ".join(cells) + " |")
+    lines.append("")
+    if astronaut is None:
+        lines.append("The astronaut photo needs scikit-image (not installed): not run.")
+    else:
+        for name, faces in astronaut.items():
+            found = "; ".join(
+                f"box {f['box']}" + (f", score {f['score']}" if f["score"] else "") for f in faces
+            )
+            lines.append(f"- astronaut, {name}: {len(faces)} face(s) {found}")
+    return "\n".join(lines) + "\n"

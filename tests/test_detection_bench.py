@@ -94,6 +94,14 @@ class Blind:
         return []
 
 
+class Sloppy(Oracle):
+    """Each face framed twice too large (a box on the face that does not match it), plus one box in a corner."""
+
+    def detect(self, frame):
+        boxes = [(x - w // 2, y - h // 2, 2 * w, 2 * h) for x, y, w, h in self.truth[id(frame)]]
+        return [*boxes, (0, 0, 12, 12)]
+
+
 def test_benchmark_counts_hits_misses_and_false_boxes(face_folder):
     frames = make_frames(face_folder, n_frames=10, seed=1)
     faces = sum(len(bench.faces) for bench in frames)
@@ -109,6 +117,34 @@ def test_benchmark_counts_hits_misses_and_false_boxes(face_folder):
     assert set(real["recall_by_side"]) == {"40-79px", "80-149px", "150-300px"}
     assert set(real["recall_by_angle"]) == {"0-10deg", "10-20deg", "20-30deg"}
     assert real["ms_per_frame_p50"] > 0
+    assert oracle["boxes_on_no_face"] == blind["boxes_on_no_face"] == 0
+
+
+def test_a_box_on_a_face_that_does_not_match_is_no_box_on_no_face(face_folder):
+    frames = make_frames(face_folder, n_frames=12, seed=1)
+    faces = sum(len(bench.faces) for bench in frames)
+    # Faces placed in a corner would overlap the corner box: keep the count exact.
+    assert all(face.box[0] > 12 or face.box[1] > 12 for bench in frames for face in bench.faces)
+    sloppy = detection_benchmark({"sloppy": Sloppy(frames)}, frames)["sloppy"]
+    assert sloppy["true_positives"] == 0 and sloppy["false_positives"] == faces + len(frames)
+    assert sloppy["boxes_on_no_face"] == len(frames)  # only the corner boxes
+    assert sloppy["false_positives_on_empty_frames"] == sum(1 for bench in frames if not bench.faces)
+
+
+def test_the_command_line_reports_every_page_detector(face_folder, capsys):
+    from fertools import cli
+
+    assert cli.main(["detection-bench", str(face_folder), "--frames", "6"]) == 0
+    text = capsys.readouterr().out
+    for name in (
+        "BlazeFace, Webcam page",
+        "Haar cascade, Webcam page",
+        "BlazeFace, Photo page",
+        "Haar cascade, Photo page",
+    ):
+        assert f"| {name} |" in text
+    assert "6 frames" in text and "boxes on no face" in text
+    assert cli.main(["detection-bench", str(face_folder / "missing")]) == 2
 
 
 def test_alignment_benchmark_compares_both_crops(face_folder, tiny_model_dir, tmp_path):
