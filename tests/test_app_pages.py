@@ -294,3 +294,14 @@ def test_a_page_that_stops_early_keeps_the_sidebar_and_projector_mode(tiny_csv):
     assert sum("**Model:**" in caption.value for caption in at.sidebar.caption) == 1
     at.switch_page("app_pages/1_Dataset.py").run()
     assert at.sidebar.toggle(key="ferlab_projector").value is True
+
+
+def test_choosing_a_model_on_photo_shows_in_the_sidebar_of_the_same_run(tiny_run_model):
+    at = app("app.py").run()
+    at.switch_page("app_pages/4_Photo.py").run()
+    assert not at.exception, at.exception
+    assert any("**Model:** default" in caption.value for caption in at.sidebar.caption)
+    at.selectbox(key="photo_model").set_value("Run tiny").run()
+    assert not at.exception, at.exception
+    (status,) = [caption.value for caption in at.sidebar.caption if "**Model:**" in caption.value]
+    assert status.startswith("**Model:** tiny")
