@@ -70,7 +70,7 @@ def publish(
         run.write_predictions(scored.images, scored.labels, plain.probabilities, data.classes)
 
     card = ModelCard(
-        name=target.name if target != run.model_dir else run.id,
+        name=target.name if target != run.model_dir else run.name(),
         architecture=config.architecture,
         classes=list(data.classes),
         input_shape=list(model.input_shape[1:]),

@@ -128,6 +128,11 @@ class RunDir:
     def id(self) -> str:
         return self.path.name
 
+    def name(self) -> str:
+        """The name the run was given when it was queued (job.json), else its folder's name."""
+        name = (self.read_job() or {}).get("name")
+        return name.strip() if isinstance(name, str) and name.strip() else self.id
+
     def file(self, name: str) -> Path:
         return self.path / name
 

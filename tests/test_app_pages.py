@@ -305,3 +305,14 @@ def test_choosing_a_model_on_photo_shows_in_the_sidebar_of_the_same_run(tiny_run
     assert not at.exception, at.exception
     (status,) = [caption.value for caption in at.sidebar.caption if "**Model:**" in caption.value]
     assert status.startswith("**Model:** tiny")
+
+
+def test_models_of_runs_are_listed_by_the_name_they_were_given(tiny_run_model):
+    (tiny_run_model.parent / "job.json").write_text(
+        '{"id": "tiny", "name": "my first model", "created": 1.0}'
+    )
+    at = app("app_pages/4_Photo.py")
+    at.session_state["model_dir"] = str(tiny_run_model)
+    at.run()
+    assert not at.exception, at.exception
+    assert at.selectbox(key="photo_model").value == "my first model (run tiny)"

@@ -530,7 +530,8 @@ def test_a_classmates_model_is_offered_to_other_pages_only_once_shared(
         assert not at.exception, at.exception
         return at.session_state["offered"]
 
-    assert f"Run {finished}" in offered(ALICE_KEY)
-    assert f"Run {finished}" not in offered(BOB_KEY)  # the Photo and Webcam pages' model picker
+    label = f"finished run (run {finished})"  # the name it was given, and its id
+    assert label in offered(ALICE_KEY)
+    assert label not in offered(BOB_KEY)  # the Photo and Webcam pages' model picker
     jobs.share(finished, ALICE)
-    assert f"Run {finished}" in offered(BOB_KEY)
+    assert label in offered(BOB_KEY)

@@ -98,6 +98,8 @@ def test_job_trains_to_finished_and_writes_its_folder(tiny_builtin, ferlab_dirs)
         assert (run.run_dir / name).is_file(), name
     assert run.model_dir == run.run_dir / "model"
     assert 0 <= run.accuracy <= 1 and run.metrics["epochs_run"] == 1
+    # The model carries the name the run was given, not its id (issue 16).
+    assert json.loads((run.model_dir / "card.json").read_text())["name"] == "tiny" != run.id
     assert run.progress["fraction"] == 1.0
     assert len(jobs.history(run_id)) == 1
     job = json.loads((run.run_dir / "job.json").read_text())

@@ -196,3 +196,13 @@ def test_saved_choices_keep_only_known_keys_and_survive_damage(ferlab_dirs):
     assert prefs.load("u-alice") == {}
     with pytest.raises(ValueError, match="not a user id"):
         prefs.load("../../etc/passwd")
+
+
+def test_a_runs_name_is_the_one_it_was_given_else_its_folders(tmp_path):
+    run = make_run(tmp_path, "20261202-101010-abcd")
+    assert run.name() == "20261202-101010-abcd"
+    run.write_job({**run.read_job(), "name": "  happy faces v2 "})
+    assert run.name() == "happy faces v2"
+    run.write_job({**run.read_job(), "name": ["not", "a", "name"]})
+    assert run.name() == run.id
+    assert RunDir(tmp_path / "from-the-command-line").name() == "from-the-command-line"  # no job.json

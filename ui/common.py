@@ -24,6 +24,7 @@ import streamlit as st  # noqa: E402
 from fertools import data, jobs, prefs  # noqa: E402
 from fertools.constants import DEFAULT_MODEL_DIR, data_dir, hosted, runs_dir  # noqa: E402
 from fertools.modelcard import MODEL_FILE, ModelCard, ModelLoadError, read_card  # noqa: E402
+from fertools.runs import RunDir  # noqa: E402
 from ui import identity  # noqa: E402
 
 if TYPE_CHECKING:
@@ -181,7 +182,10 @@ def model_choices() -> dict[str, str]:
             allowed = {run.id for run in jobs.list_runs(root) if jobs.permissions(run, user).can_download}
             folders = [folder for folder in folders if folder.parent.name in allowed]
         for folder in folders:
-            choices[f"Run {folder.parent.name}"] = str(folder)
+            # The name the student typed, with the run id, which tells same-named runs apart.
+            run = RunDir(folder.parent)
+            name = run.name()
+            choices[f"Run {run.id}" if name == run.id else f"{name} (run {run.id})"] = str(folder)
     return choices
 
 
