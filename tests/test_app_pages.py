@@ -118,6 +118,9 @@ def test_dataset_page_loads_uses_and_reports(tiny_csv):
     assert histogram["yaxis"]["rangemode"] == "tozero"  # shares of pixels from 0, not from the lowest
     assert at.tabs[3].label == "Rejected (1)"
     assert len(at.get("download_button")) == 2
+    # Counts in the balance table with the page's thousands separator (28,709), not bare (28709).
+    columns = json.loads(at.tabs[0].dataframe[0].proto.columns)
+    assert {columns[name]["type_config"]["format"] for name in ("train", "total")} == {"%,d"}
 
     button(at, "Use this dataset").click().run()
     assert not at.exception
