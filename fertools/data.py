@@ -152,9 +152,9 @@ class Dataset:
 
     def describe(self) -> str:
         """One line: size, splits and classes."""
-        sizes = ", ".join(f"{name} {int((self.split == name).sum())}" for name in self.splits)
+        sizes = ", ".join(f"{name} {int((self.split == name).sum()):,}" for name in self.splits)
         kind = " (synthetic)" if self.synthetic else ""
-        return f"{len(self)} faces{kind}: {sizes}; {len(self.classes)} classes"
+        return f"{len(self):,} faces{kind}: {sizes}; {len(self.classes)} classes"
 
 
 def stratified_sample(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:

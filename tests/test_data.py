@@ -705,3 +705,9 @@ def test_loading_2000_rows_takes_under_2_seconds(tmp_path):
     assert len(dataset) == 2000 and dataset.rejected == ()
     np.testing.assert_array_equal(dataset.images.reshape(2000, -1), pixels)
     assert seconds < 2.0, f"loading 2,000 rows took {seconds:.2f} s"
+
+
+def test_a_dataset_describes_itself_with_thousands_separators():
+    dataset = data.load_builtin()
+    assert dataset.describe().startswith(f"{len(dataset):,} faces (synthetic): train ")
+    assert "4,200 faces" in dataset.describe() and "train 3,360" in dataset.describe()

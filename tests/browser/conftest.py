@@ -188,7 +188,7 @@ def _fake_camera(folder: Path) -> Path:
 
     path = folder / "face.y4m"
     # A few frames, looped by Chromium: the face is still, as it would be in front of a webcam.
-    write_y4m(path, [demo_frame("happy", seed=0)] * 10, fps=15)
+    write_y4m(path, [demo_frame("happy", seed=0)] * 10, fps=30)  # a laptop camera's rate
     return path
 
 
