@@ -48,6 +48,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from fertools import limits
 from fertools.config import TrainConfig
 from fertools.constants import PROJECT_ROOT, runs_dir
 from fertools.runs import ACTIVE_STATES, DONE_STATES, RunDir, atomic_file
@@ -303,7 +304,9 @@ def active_runs(owner: str, root: str | os.PathLike | None = None) -> int:
 
 
 def _run_name(config: TrainConfig, name: str | None) -> str:
-    return name or f"{config.architecture}, {config.epochs} epochs, batch {config.batch_size}"
+    return (
+        limits.clean_name(name) or f"{config.architecture}, {config.epochs} epochs, batch {config.batch_size}"
+    )
 
 
 def _request(digest: str, config: TrainConfig, name: str, label: str, owner: str | None, values) -> str:

@@ -118,3 +118,17 @@ def read_file(path: str | os.PathLike, limit: int) -> bytes:
 #: Faces in one user's album (fertools.album): 50 of each expression, 2.3 KB each on disk and in
 #: memory (0.8 MB an album); enough to fine-tune on in about a minute, too few to fill a disk.
 MAX_ALBUM_FACES = 350
+
+
+# --- names ------------------------------------------------------------------------------------
+
+#: Characters of a run's name: enough for "dropout 0.5, 30 epochs, lr 1e-3 cosine"; the name is
+#: shown in tables, pickers, the sidebar and the model's card, where a page-long name would not fit.
+MAX_RUN_NAME = 80
+
+
+def clean_name(name: object) -> str:
+    """A user-given name on one line (whitespace runs collapsed) and at most :data:`MAX_RUN_NAME` characters; "" if none."""
+    if not isinstance(name, str):
+        return ""
+    return " ".join(name.split())[:MAX_RUN_NAME].strip()

@@ -43,6 +43,7 @@ from typing import Any
 
 import numpy as np
 
+from fertools import limits
 from fertools.config import TrainConfig
 
 #: TensorFlow's C++ start-up chatter (absl info and warning lines), left out of a log's tail.
@@ -130,8 +131,7 @@ class RunDir:
 
     def name(self) -> str:
         """The name the run was given when it was queued (job.json), else its folder's name."""
-        name = (self.read_job() or {}).get("name")
-        return name.strip() if isinstance(name, str) and name.strip() else self.id
+        return limits.clean_name((self.read_job() or {}).get("name")) or self.id
 
     def file(self, name: str) -> Path:
         return self.path / name

@@ -8,7 +8,7 @@ import os
 import numpy as np
 import pytest
 
-from fertools import jobs
+from fertools import jobs, limits
 from fertools.config import TrainConfig
 from fertools.modelcard import ModelCard, card_markdown
 from fertools.runs import RunDir, write_json
@@ -203,6 +203,15 @@ def test_a_runs_name_is_the_one_it_was_given_else_its_folders(tmp_path):
     assert run.name() == "20261202-101010-abcd"
     run.write_job({**run.read_job(), "name": "  happy faces v2 "})
     assert run.name() == "happy faces v2"
+    # A hostile name: one line, bounded, wherever it is shown (tables, pickers, the card).
+    run.write_job({**run.read_job(), "name": "line one\n\n  line two " + "x" * 5000})
+    assert run.name() == ("line one line two " + "x" * 5000)[: limits.MAX_RUN_NAME]
     run.write_job({**run.read_job(), "name": ["not", "a", "name"]})
     assert run.name() == run.id
     assert RunDir(tmp_path / "from-the-command-line").name() == "from-the-command-line"  # no job.json
+
+
+def test_a_run_queued_with_a_hostile_name_keeps_it_on_one_bounded_line():
+    config = TrainConfig(epochs=3)
+    assert jobs._run_name(config, "a\r\nb\t" + "z" * 500) == ("a b " + "z" * 500)[: limits.MAX_RUN_NAME]
+    assert jobs._run_name(config, " \n ") == "default, 3 epochs, batch 64"  # blank: the settings name it

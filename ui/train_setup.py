@@ -9,7 +9,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from fertools import jobs, models
+from fertools import jobs, limits, models
 from fertools.config import CLASS_WEIGHTS, OPTIMIZERS, PRESETS, SCHEDULES
 from fertools.estimate import LARGE_FOR_CPU, estimate_run
 from fertools.layers import layer_rows
@@ -56,7 +56,12 @@ def architecture_panel(dataset) -> None:
         args=(st.session_state,),
         help="A preset sets every setting on this form, its augmentation included.",
     )
-    st.text_input("Run name (optional)", key="train_name", placeholder="e.g. dropout 0.5, 30 epochs")
+    st.text_input(
+        "Run name (optional)",
+        key="train_name",
+        max_chars=limits.MAX_RUN_NAME,
+        placeholder="e.g. dropout 0.5, 30 epochs",
+    )
 
 
 def settings_panel() -> None:
