@@ -230,7 +230,9 @@ def cmd_evaluate(args) -> int:
         raise UserError(str(error)) from None
     from fertools import evaluate as ev
 
-    evaluation = ev.evaluate(model, dataset.images, labels, tuple(card.classes), tta=args.tta)
+    evaluation = ev.evaluate(
+        model, dataset.images, labels, tuple(card.classes), tta=args.tta, views=args.views
+    )
     if args.json:
         print(json.dumps(evaluation.to_dict()))
     else:
@@ -287,9 +289,9 @@ def cmd_predict(args) -> int:
     results = []
     for path, image in zip(args.images, images):
         if args.whole:
-            faces = [recognizer.analyze_face(image)]
+            faces = [recognizer.analyze_face(image, views=args.views)]
         else:
-            faces = recognizer.analyze(image, detector=photo_detector())
+            faces = recognizer.analyze(image, detector=photo_detector(), views=args.views)
         results.append([face.to_dict() for face in faces])
         if args.annotate:
             out = Path(args.annotate)
@@ -384,11 +386,17 @@ def cmd_detection_bench(args) -> int:
 
 # --- the parser ---------------------------------------------------------------------------------
 
+VIEWS_HELP = (
+    "views averaged per face: one, mirror (as --tta) or ten_crop (the face and five crops, each "
+    "mirrored: 12 views, for still images; overrides --tta)"
+)
+
 
 def build_parser() -> argparse.ArgumentParser:
     from fertools.bench import SECTIONS as BENCH_SECTIONS
     from fertools.config import CLASS_WEIGHTS, OPTIMIZERS, PRESETS, SCHEDULES
     from fertools.constants import DEFAULT_MODEL_DIR
+    from fertools.views import VIEWS
 
     parser = _Parser(prog="python -m fertools", description="FER Lab: facial emotion recognition tools.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -447,6 +455,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True)
     p.add_argument("--split", choices=("train", "val", "test"))
     p.add_argument("--tta", action="store_true", help="average with the mirrored face")
+    p.add_argument("--views", choices=VIEWS, help=VIEWS_HELP)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_evaluate)
 
@@ -459,6 +468,7 @@ def build_parser() -> argparse.ArgumentParser:
         action=argparse.BooleanOptionalAction,
         help="average each face with its mirror image (default: on with the fast LiteRT engine)",
     )
+    p.add_argument("--views", choices=VIEWS, help=VIEWS_HELP)
     p.add_argument("--annotate", metavar="OUT.png", help="write the image with boxes and labels")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_predict)

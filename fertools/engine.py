@@ -38,6 +38,7 @@ import tensorflow as tf
 from fertools import timing
 from fertools.constants import cache_dir
 from fertools.litert import LITE_RUNTIMES, lite_interpreter
+from fertools.views import average_views
 
 ENGINES = ("keras", "litert")
 PRECISIONS = ("int8", "float32")
@@ -170,7 +171,7 @@ def one_pass_seconds(engine: Engine, size: int, calls: int = 15) -> float:
 
 def mirror_average(engine: Engine, faces: np.ndarray) -> np.ndarray:
     """Flip test-time augmentation: the mean of ``engine`` on ``faces`` and on their mirror images."""
-    return (engine(faces) + engine(faces[:, :, ::-1])) / 2
+    return average_views(engine, faces, "mirror")
 
 
 def measure_engine(

@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING
 import keras
 import numpy as np
 
+from fertools.views import average_views
+
 if TYPE_CHECKING:
     from fertools.data import Dataset
 
@@ -34,6 +36,7 @@ class Evaluation:
     probabilities: np.ndarray
     labels: np.ndarray
     tta: bool = False
+    views: str = "one"  # fertools.views.VIEWS: which views were averaged
 
     @property
     def predictions(self) -> np.ndarray:
@@ -53,6 +56,7 @@ class Evaluation:
             "accuracy": self.accuracy,
             "n": self.n,
             "tta": self.tta,
+            "views": self.views,
             "macro_f1": self.macro_f1,
             "classes": list(self.classes),
             "per_class": {
@@ -93,29 +97,37 @@ def mistakes(
 
 
 def predict_proba(
-    model: keras.Model, faces: np.ndarray, batch_size: int = 256, tta: bool = False
+    model: keras.Model, faces: np.ndarray, batch_size: int = 256, tta: bool = False, views: str | None = None
 ) -> np.ndarray:
     """Class probabilities for ``uint8`` faces (N, 48, 48) as ``float32`` (N, classes).
 
-    With ``tta`` the prediction is the mean over the face and its mirror image.
+    With ``tta`` the prediction is the mean over the face and its mirror image; ``views`` (one
+    of :data:`fertools.views.VIEWS`), when given, chooses the views instead.
     """
-    x = faces.reshape(len(faces), faces.shape[1], faces.shape[2], 1).astype("float32")
     # A model built under a multi-device strategy predicts across replicas, and fails on a batch
     # that does not split evenly over them: pad with copies of the last face, then drop those rows.
     strategy = getattr(model, "distribute_strategy", None)
     replicas = int(getattr(strategy, "num_replicas_in_sync", 1))
-    count = len(x)
     if replicas > 1:
         batch_size = max(replicas, batch_size - batch_size % replicas)
-        x = np.concatenate([x, np.repeat(x[-1:], -count % replicas, axis=0)])
-    probabilities = model.predict(x, batch_size=batch_size, verbose=0)
-    if tta:
-        probabilities = (probabilities + model.predict(x[:, :, ::-1], batch_size=batch_size, verbose=0)) / 2
-    return np.asarray(probabilities[:count], dtype="float32")
+
+    def predict(batch: np.ndarray) -> np.ndarray:
+        x = batch.reshape(len(batch), batch.shape[1], batch.shape[2], 1).astype("float32")
+        count = len(x)
+        if replicas > 1:
+            x = np.concatenate([x, np.repeat(x[-1:], -count % replicas, axis=0)])
+        return np.asarray(model.predict(x, batch_size=batch_size, verbose=0)[:count])
+
+    probabilities = average_views(predict, faces, views or ("mirror" if tta else "one"))
+    return np.asarray(probabilities, dtype="float32")
 
 
 def report(
-    probabilities: np.ndarray, labels: np.ndarray, classes: tuple[str, ...], tta: bool = False
+    probabilities: np.ndarray,
+    labels: np.ndarray,
+    classes: tuple[str, ...],
+    tta: bool = False,
+    views: str | None = None,
 ) -> Evaluation:
     """An :class:`Evaluation` from predicted probabilities and true labels."""
     k = len(classes)
@@ -132,7 +144,15 @@ def report(
         per_class.append(ClassReport(name, float(precision), float(recall), float(f1), int(actual_i)))
     accuracy = float((predicted == labels).mean()) if len(labels) else 0.0
     return Evaluation(
-        accuracy, len(labels), tuple(classes), tuple(per_class), confusion, probabilities, labels, tta
+        accuracy,
+        len(labels),
+        tuple(classes),
+        tuple(per_class),
+        confusion,
+        probabilities,
+        labels,
+        tta or views == "mirror",
+        views or ("mirror" if tta else "one"),
     )
 
 
@@ -143,12 +163,13 @@ def evaluate(
     classes: tuple[str, ...],
     tta: bool = False,
     batch_size: int = 256,
+    views: str | None = None,
 ) -> Evaluation:
-    """Run ``model`` over ``faces`` and compare with ``labels``."""
+    """Run ``model`` over ``faces`` and compare with ``labels`` (``tta``, ``views``: see :func:`predict_proba`)."""
     if len(faces) == 0:
         raise ValueError("nothing to evaluate: the split is empty")
-    probabilities = predict_proba(model, faces, batch_size=batch_size, tta=tta)
-    return report(probabilities, np.asarray(labels), tuple(classes), tta)
+    probabilities = predict_proba(model, faces, batch_size=batch_size, tta=tta, views=views)
+    return report(probabilities, np.asarray(labels), tuple(classes), tta, views)
 
 
 def format_table(evaluation: Evaluation) -> str:
@@ -156,7 +177,7 @@ def format_table(evaluation: Evaluation) -> str:
     width = max(len(c) for c in evaluation.classes) + 2
     lines = [
         f"accuracy {evaluation.accuracy:.4f} on {evaluation.n} faces"
-        + (" (flip TTA)" if evaluation.tta else ""),
+        + {"one": "", "mirror": " (flip TTA)", "ten_crop": " (ten-crop: 12 views)"}[evaluation.views],
         "",
         f"{'class':<{width}}precision  recall  f1      support",
     ]
@@ -213,6 +234,7 @@ def evaluate_split(
     model_classes: tuple[str, ...],
     *,
     tta: bool = False,
+    views: str | None = None,
     chunk_size: int = CHUNK_FACES,
     progress: Callable[[float], None] | None = None,
 ) -> Evaluation:
@@ -232,11 +254,11 @@ def evaluate_split(
     chunks = []
     for start in range(0, len(rows), chunk_size):
         chosen = rows[start : start + chunk_size]
-        chunks.append(predict_proba(model, dataset.images[chosen], tta=tta))
+        chunks.append(predict_proba(model, dataset.images[chosen], tta=tta, views=views))
         if progress is not None:
             progress(min(1.0, (start + len(chosen)) / len(rows)))
     probabilities = np.concatenate(chunks)
-    return report(probabilities, labels[rows], tuple(model_classes), tta)
+    return report(probabilities, labels[rows], tuple(model_classes), tta, views)
 
 
 def cell_at(point: dict, classes: tuple[str, ...]) -> tuple[int, int] | None:

@@ -24,10 +24,11 @@ import keras
 import numpy as np
 
 from fertools.constants import DEFAULT_MODEL_DIR
-from fertools.engine import FACE_BUDGET_SECONDS, mirror_average, one_pass_seconds, usable_engine
+from fertools.engine import FACE_BUDGET_SECONDS, one_pass_seconds, usable_engine
 from fertools.faces import DEFAULT_DETECTOR, Box, Detection, FaceDetector, find_faces, usable_detector
 from fertools.modelcard import MODEL_FILE, ModelCard, load_model_dir
 from fertools.preprocess import crop_aligned_face, crop_face, to_face
+from fertools.views import average_views
 
 
 @dataclass(frozen=True)
@@ -138,19 +139,22 @@ class Recognizer:
         model, card = load_model_dir(Path(model_dir))
         return cls(model, card, model_file=Path(model_dir) / MODEL_FILE, **kwargs)
 
-    def classify(self, faces: np.ndarray, tta: bool | None = None) -> np.ndarray:
+    def classify(self, faces: np.ndarray, tta: bool | None = None, views: str | None = None) -> np.ndarray:
         """Probabilities (N, classes) for ``uint8`` faces (N, size, size), in card class order.
 
-        ``tta`` (default: the recognizer's setting) averages each face with its mirror image.
+        ``tta`` (default: the recognizer's setting) averages each face with its mirror image;
+        ``views`` (one of :data:`fertools.views.VIEWS`), when given, chooses the views instead
+        (``"ten_crop"`` for still images).
         """
         if len(faces) == 0:
             return np.zeros((0, len(self.classes)), dtype=np.float32)
-        if self.tta if tta is None else tta:
-            return mirror_average(self.engine, faces)
-        return self.engine(faces)
+        mirror = self.tta if tta is None else tta
+        return average_views(self.engine, faces, views or ("mirror" if mirror else "one"))
 
-    def _results(self, detections: list[Detection], faces: np.ndarray, tta: bool | None) -> list[FaceResult]:
-        probabilities = self.classify(faces, tta)
+    def _results(
+        self, detections: list[Detection], faces: np.ndarray, tta: bool | None, views: str | None = None
+    ) -> list[FaceResult]:
+        probabilities = self.classify(faces, tta, views)
         results = []
         for detection, face, row in zip(detections, faces, probabilities):
             scores = {name: float(p) for name, p in zip(self.classes, row)}
@@ -181,11 +185,12 @@ class Recognizer:
         detector: FaceDetector | None = None,
         tta: bool | None = None,
         timings: dict[str, float] | None = None,
+        views: str | None = None,
     ) -> list[FaceResult]:
         """Every face in a BGR (or gray) ``uint8`` frame, largest first.
 
         ``detector`` overrides the shared one for this call (a per-session minimum face size);
-        ``tta`` the recognizer's mirror averaging. A ``timings`` dict, when given, receives
+        ``tta`` the recognizer's mirror averaging, ``views`` both (see :meth:`classify`). A ``timings`` dict, when given, receives
         the seconds spent on ``"detect"`` and on ``"classify"`` (cropping included).
         """
         start = time.perf_counter()
@@ -194,17 +199,19 @@ class Recognizer:
         results = []
         if detections:
             faces = np.stack([self.crop(frame, detection) for detection in detections])
-            results = self._results(detections, faces, tta)
+            results = self._results(detections, faces, tta, views)
         if timings is not None:
             timings["detect"] = detected - start
             timings["classify"] = time.perf_counter() - detected
         return results
 
-    def analyze_face(self, image: np.ndarray, tta: bool | None = None) -> FaceResult:
+    def analyze_face(
+        self, image: np.ndarray, tta: bool | None = None, views: str | None = None
+    ) -> FaceResult:
         """Treat the whole image as one face crop (for images that already are a face)."""
         face = to_face(image, self.input_size)
         height, width = image.shape[:2]
-        return self._results([Detection((0, 0, width, height))], face[None], tta)[0]
+        return self._results([Detection((0, 0, width, height))], face[None], tta, views)[0]
 
 
 #: Colours (BGR) per class for boxes and bars; unknown classes get grey.

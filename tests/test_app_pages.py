@@ -213,6 +213,12 @@ def test_photo_page_sample_and_whole_image(tiny_run_model):
     at.toggle(key="photo_tta").set_value(False).run()
     assert not at.exception
     assert at.subheader[0].value.startswith("Face 1: ")
+    one_view = at.json[0].value  # the raw results
+    at.toggle(key="photo_ten_crop").set_value(True).run()  # 12 views for a still picture
+    assert not at.exception
+    assert at.subheader[0].value.startswith("Face 1: ") and at.toggle(key="photo_tta").disabled
+    assert at.json[0].value != one_view  # other probabilities: the views were averaged
+    at.toggle(key="photo_ten_crop").set_value(False).run()
 
     button(at, "New sample").click().run()
     assert not at.exception

@@ -380,3 +380,20 @@ def test_export_refuses_what_is_not_a_run(tmp_path, capsys):
     code, _, err = main(["export", tmp_path], capsys)
     assert code == 2
     assert_one_line_error(err, "has no finished epoch")
+
+
+def test_evaluate_and_predict_with_ten_crops(tiny_model_dir, tiny_npz, tmp_path, capsys):
+    code, out, _ = main(
+        ["evaluate", "--model", tiny_model_dir, "--data", tiny_npz, "--views", "ten_crop", "--json"], capsys
+    )
+    assert code == 0 and json.loads(out)["views"] == "ten_crop"
+    face = tmp_path / "face.png"
+    cv2.imwrite(str(face), np.full((48, 48), 120, np.uint8))
+    code, out, _ = main(
+        ["predict", str(face), "--model", tiny_model_dir, "--whole", "--views", "ten_crop", "--json"], capsys
+    )
+    assert code == 0 and len(json.loads(out)) == 1
+    code, _, err = main(
+        ["evaluate", "--model", tiny_model_dir, "--data", tiny_npz, "--views", "many"], capsys
+    )
+    assert code == 2 and "invalid choice" in err

@@ -29,9 +29,9 @@ class ClassifySpy:
         self._real = recognizer.classify
         monkeypatch.setattr(recognizer, "classify", self)
 
-    def __call__(self, faces: np.ndarray, tta: bool | None = None) -> np.ndarray:
+    def __call__(self, faces: np.ndarray, tta: bool | None = None, views: str | None = None) -> np.ndarray:
         self.shapes.append(faces.shape)
-        return self._real(faces, tta)
+        return self._real(faces, tta, views)
 
 
 def _iou(a, b) -> float:

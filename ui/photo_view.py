@@ -40,6 +40,7 @@ class PhotoControls(NamedTuple):
     detector_name: str
     min_score: float
     mirror: bool  # flip test-time augmentation
+    views: str | None  # "ten_crop" when asked for, else None (then ``mirror`` decides)
 
 
 class Picture(NamedTuple):
@@ -74,13 +75,24 @@ def controls() -> PhotoControls:
             "Average with the mirror image",
             value=True,
             key="photo_tta",
+            disabled=st.session_state.get("photo_ten_crop", False),  # ten crops mirror every view
             help="Flip test-time augmentation: each face is classified twice, as is and mirrored, and "
             "the two results are averaged. Usually a little more accurate (the model card gives both "
             "accuracies), twice the model time.",
         )
+        ten_crop = st.toggle(
+            "Ten crops (12 views)",
+            key="photo_ten_crop",
+            help="Each face is classified as a whole and as five slightly zoomed crops (corners and "
+            "centre), each also mirrored, and the 12 results are averaged: on FER2013's PublicTest "
+            "67.9% against 66.8% with the mirror image alone, for six times the model time. For "
+            "photos; the webcam keeps the fast path.",
+        )
     with source_column:
         source = st.radio("Picture", [UPLOAD, SAMPLE], index=1, horizontal=True, key="photo_source")
-    return PhotoControls(source, model_dir, detector_name, min_score, mirror)
+    return PhotoControls(
+        source, model_dir, detector_name, min_score, mirror, "ten_crop" if ten_crop else None
+    )
 
 
 def upload_picker() -> Picture | None:
@@ -140,12 +152,12 @@ def find_faces(
     # classified whole, as training faces were, not searched for a face it has no room around.
     whole_image = is_face_crop(height, width, recognizer.input_size)
     if whole_image:
-        results = [recognizer.analyze_face(frame, tta=chosen.mirror)]
+        results = [recognizer.analyze_face(frame, tta=chosen.mirror, views=chosen.views)]
     else:
         with st.spinner("Finding faces…"):
             # Surest face first: a large false box on a busy picture must not become "Face 1".
             detector = photo_detector(chosen.detector_name, min_score=chosen.min_score)
-            results = recognizer.analyze(frame, detector=detector, tta=chosen.mirror)
+            results = recognizer.analyze(frame, detector=detector, tta=chosen.mirror, views=chosen.views)
     if not results:
         st.warning(
             f"No face found. Faces need to be at least about 40 pixels wide (after the picture is shrunk "
@@ -158,7 +170,7 @@ def find_faces(
             help="For pictures that are a face crop already.",
         )
         if whole_image:
-            results = [recognizer.analyze_face(frame, tta=chosen.mirror)]
+            results = [recognizer.analyze_face(frame, tta=chosen.mirror, views=chosen.views)]
     return results, whole_image
 
 
