@@ -13,6 +13,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -96,6 +97,14 @@ def test_scores_the_test_split_and_shows_a_cells_faces(ferlab_dirs, tiny_run_mod
     assert (
         metrics(at)["Accuracy"] == f"{evaluate_split(model, loaded, 'val', tuple(card.classes)).accuracy:.1%}"
     )
+
+    # Ten crops: the 12-view average the Photo page offers, scored the same way.
+    at.toggle(key="evaluate_ten_crop").set_value(True).run()
+    assert not at.exception and at.toggle(key="evaluate_tta").disabled
+    ten = evaluate_split(model, loaded, "val", tuple(card.classes), views="ten_crop")
+    one = evaluate_split(model, loaded, "val", tuple(card.classes))
+    assert ten.views == "ten_crop" and not np.allclose(ten.probabilities, one.probabilities)
+    assert metrics(at)["Macro F1"] == f"{ten.macro_f1:.3f}"
 
 
 def test_data_without_a_test_split_says_how_to_get_one(ferlab_dirs, tiny_run_model):
