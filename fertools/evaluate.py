@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import keras
 import numpy as np
 
-from fertools.views import average_views
+from fertools.views import average_views, resolve
 
 if TYPE_CHECKING:
     from fertools.data import Dataset
@@ -35,8 +35,12 @@ class Evaluation:
     confusion: np.ndarray
     probabilities: np.ndarray
     labels: np.ndarray
-    tta: bool = False
     views: str = "one"  # fertools.views.VIEWS: which views were averaged
+
+    @property
+    def tta(self) -> bool:
+        """Whether this is flip TTA (the face and its mirror image)."""
+        return self.views == "mirror"
 
     @property
     def predictions(self) -> np.ndarray:
@@ -118,7 +122,7 @@ def predict_proba(
             x = np.concatenate([x, np.repeat(x[-1:], -count % replicas, axis=0)])
         return np.asarray(model.predict(x, batch_size=batch_size, verbose=0)[:count])
 
-    probabilities = average_views(predict, faces, views or ("mirror" if tta else "one"))
+    probabilities = average_views(predict, faces, resolve(views, tta))
     return np.asarray(probabilities, dtype="float32")
 
 
@@ -151,8 +155,7 @@ def report(
         confusion,
         probabilities,
         labels,
-        tta or views == "mirror",
-        views or ("mirror" if tta else "one"),
+        resolve(views, tta),
     )
 
 

@@ -28,7 +28,7 @@ from fertools.engine import FACE_BUDGET_SECONDS, one_pass_seconds, usable_engine
 from fertools.faces import DEFAULT_DETECTOR, Box, Detection, FaceDetector, find_faces, usable_detector
 from fertools.modelcard import MODEL_FILE, ModelCard, load_model_dir
 from fertools.preprocess import crop_aligned_face, crop_face, to_face
-from fertools.views import average_views
+from fertools.views import average_views, resolve
 
 
 @dataclass(frozen=True)
@@ -148,8 +148,7 @@ class Recognizer:
         """
         if len(faces) == 0:
             return np.zeros((0, len(self.classes)), dtype=np.float32)
-        mirror = self.tta if tta is None else tta
-        return average_views(self.engine, faces, views or ("mirror" if mirror else "one"))
+        return average_views(self.engine, faces, resolve(views, self.tta if tta is None else tta))
 
     def _results(
         self, detections: list[Detection], faces: np.ndarray, tta: bool | None, views: str | None = None

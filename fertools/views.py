@@ -36,6 +36,11 @@ VIEW_LABELS = {
 CROP_FRACTION = 11 / 12
 
 
+def resolve(views: str | None, mirror: bool) -> str:
+    """The mode to use: ``views`` when given, else ``mirror`` (flip TTA) or ``one``."""
+    return views or ("mirror" if mirror else "one")
+
+
 def crops(faces: np.ndarray) -> list[np.ndarray]:
     """The whole faces and their five crops (corners, centre), each enlarged back: six (N, s, s) arrays."""
     side = faces.shape[1]
