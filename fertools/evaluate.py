@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import keras
 import numpy as np
 
-from fertools.views import average_views, resolve
+from fertools.views import VIEW_COUNT, average_views, resolve
 
 if TYPE_CHECKING:
     from fertools.data import Dataset
@@ -243,8 +243,8 @@ def evaluate_split(
 ) -> Evaluation:
     """Score ``model`` (classes ``model_classes``, in its output order) on one split of ``dataset``.
 
-    Faces go through the model ``chunk_size`` at a time, so memory stays bounded whatever the
-    split's size; ``progress(fraction)`` is called after each chunk. The evaluation's labels and
+    Faces go through the model ``chunk_size`` views at a time (``chunk_size`` faces in one view,
+    a twelfth of that in ten crops), so memory stays bounded whatever the split's size and mode; ``progress(fraction)`` is called after each chunk. The evaluation's labels and
     classes are the model's; its row i is dataset row ``split_rows(dataset, split)[i]``. Raises
     ``ValueError`` (one sentence) for a split the data lacks or classes the model does not know.
     """
@@ -254,9 +254,10 @@ def evaluate_split(
         )
     labels = label_indices(dataset.labels, dataset.classes, tuple(model_classes))
     rows = split_rows(dataset, split)
+    step = max(1, chunk_size // VIEW_COUNT[resolve(views, tta)])
     chunks = []
-    for start in range(0, len(rows), chunk_size):
-        chosen = rows[start : start + chunk_size]
+    for start in range(0, len(rows), step):
+        chosen = rows[start : start + step]
         chunks.append(predict_proba(model, dataset.images[chosen], tta=tta, views=views))
         if progress is not None:
             progress(min(1.0, (start + len(chosen)) / len(rows)))

@@ -32,6 +32,8 @@ VIEW_LABELS = {
     "mirror": "the face and its mirror image",
     "ten_crop": "ten crops: the face and five crops, each mirrored (12 views; still images)",
 }
+#: How many pictures of each face a mode sends to the model.
+VIEW_COUNT = {"one": 1, "mirror": 2, "ten_crop": 12}
 #: The side of a ten-crop view, as a share of the face's side (44 of 48 px).
 CROP_FRACTION = 11 / 12
 

@@ -47,6 +47,10 @@ def test_evaluate_split_scores_only_that_split_in_chunks(tiny_builtin):
     assert evaluation.accuracy == pytest.approx(np.mean(test.labels == happy))
     assert evaluation.confusion[:, happy].sum() == 14 and evaluation.confusion.sum() == 14
     assert calls == pytest.approx([4 / 14, 8 / 14, 12 / 14, 1.0])
+    # The chunk counts views, not faces: with the mirror image, half as many faces a chunk.
+    mirrored = []
+    evaluate_split(model, tiny_builtin, "test", CLASSES, tta=True, chunk_size=4, progress=mirrored.append)
+    assert mirrored == pytest.approx([k / 14 for k in (2, 4, 6, 8, 10, 12, 14)])
     whole = evaluate_split(model, tiny_builtin, "test", CLASSES, chunk_size=1000)
     np.testing.assert_allclose(whole.probabilities, evaluation.probabilities, rtol=1e-6)
     # Row i of the evaluation is this row of the dataset.
