@@ -145,6 +145,7 @@ def _train_config(args):
         "early_stopping": args.early_stopping,
         "weight_decay": args.weight_decay,
         "average_epochs": args.average,
+        "mixed_precision": args.precision,
     }
     config = replace(config, **{k: v for k, v in overrides.items() if v is not None})
     if args.cycles is not None:
@@ -394,7 +395,7 @@ VIEWS_HELP = (
 
 def build_parser() -> argparse.ArgumentParser:
     from fertools.bench import SECTIONS as BENCH_SECTIONS
-    from fertools.config import CLASS_WEIGHTS, OPTIMIZERS, PRESETS, SCHEDULES
+    from fertools.config import CLASS_WEIGHTS, MIXED_PRECISION, OPTIMIZERS, PRESETS, SCHEDULES
     from fertools.constants import DEFAULT_MODEL_DIR
     from fertools.views import VIEWS
 
@@ -448,6 +449,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int)
     p.add_argument("--early-stopping", type=int, metavar="PATIENCE")
     p.add_argument("--no-augment", action="store_true")
+    p.add_argument(
+        "--precision",
+        choices=MIXED_PRECISION,
+        help="mixed precision: auto (where it pays: a GPU, or a CPU with bfloat16 units), on, off",
+    )
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="accuracy, per-class table and confusion matrix")

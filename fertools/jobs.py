@@ -52,7 +52,7 @@ from fertools import limits
 from fertools.config import TrainConfig
 from fertools.constants import PROJECT_ROOT, runs_dir
 from fertools.runs import ACTIVE_STATES, DONE_STATES, RunDir, atomic_file
-from fertools.runtime import worker_environment
+from fertools.runtime import worker_environment, yield_to_pages
 from fertools.users import Quotas, User, env_int, hosted, is_user_id
 
 if TYPE_CHECKING:
@@ -838,6 +838,7 @@ def main(argv: list[str] | None = None) -> int:
     if len(args) != 1:
         print("usage: python -m fertools.jobs RUN_DIR", file=sys.stderr)
         return 2
+    yield_to_pages()
     return run_worker(args[0])
 
 

@@ -48,8 +48,43 @@ def worker_environment(base: Mapping[str, str] | None = None) -> dict[str, str]:
     return env
 
 
+#: How much lower than the server a training worker runs (``nice``): a page's work preempts
+#: training, so pages stay quick while a run trains, and training still gets every idle cycle.
+WORKER_NICENESS = 10
+
+
+def yield_to_pages() -> int:
+    """Lower this process's CPU priority by :data:`WORKER_NICENESS`; the new niceness.
+
+    Called by a training worker first thing. Where the OS refuses (or has no ``nice``), the
+    worker trains at the server's priority.
+    """
+    try:
+        return os.nice(WORKER_NICENESS)
+    except (OSError, AttributeError):
+        return 0
+
+
 def onednn_enabled() -> bool:
     """Whether this process's TensorFlow runs oneDNN kernels (imports TensorFlow)."""
     from tensorflow.python.util import _pywrap_util_port
 
     return bool(_pywrap_util_port.IsMklEnabled())
+
+
+#: CPU flags (Linux ``/proc/cpuinfo``) of the units that run bfloat16 matrix maths natively.
+BF16_FLAGS = ("amx_bf16", "avx512_bf16")
+
+
+def cpu_has_bf16(cpuinfo: str | None = None) -> bool:
+    """Whether this CPU has bfloat16 units (AMX or AVX-512 BF16); False where that cannot be read."""
+    if cpuinfo is None:
+        try:
+            with open("/proc/cpuinfo", encoding="ascii", errors="replace") as file:
+                cpuinfo = file.read(256 * 1024)  # the first processor's flags are near the top
+        except OSError:
+            return False
+    for line in cpuinfo.splitlines():
+        if line.startswith("flags"):
+            return any(flag in line.split() for flag in BF16_FLAGS)
+    return False

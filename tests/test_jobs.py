@@ -160,6 +160,23 @@ def test_queue_positions_follow_submission_order_and_dataset_is_saved_once(tiny_
     assert not any((jobs.get_run(i).run_dir / "config.json").exists() for i in ids)  # never trained
 
 
+def niceness(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[16])
+
+
+def test_worker_runs_at_a_lower_priority_than_the_server(tiny_builtin, ferlab_dirs):
+    # Training must not starve the pages (issue 13): the worker lowers its own priority first thing.
+    from fertools.runtime import WORKER_NICENESS
+
+    with slot_held(ferlab_dirs["runs"]):
+        run_id = jobs.submit(tiny_builtin, ONE_EPOCH)
+        wait_for(lambda: worker_pid(run_id), 30, "the worker to start")
+        pid = worker_pid(run_id)
+        assert niceness(pid) == min(19, niceness(os.getpid()) + WORKER_NICENESS)
+        jobs.cancel(run_id)
+        wait_for(lambda: pid_gone(pid), 30, "the queued worker to exit")
+
+
 def test_dead_worker_is_reported_failed(tiny_builtin, ferlab_dirs):
     with slot_held(ferlab_dirs["runs"]):
         run_id = jobs.submit(tiny_builtin, ONE_EPOCH)

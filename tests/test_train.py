@@ -67,6 +67,9 @@ def trained_run(tmp_path_factory):
         optimizer="adam",
         augment=NO_AUGMENTATION,
         seed=0,
+        # float32 like the shipped network, so the logged validation accuracy is exactly the
+        # published one (a bfloat16 run's log differs from its float32 model by rounding).
+        mixed_precision="off",
     )
     run_dir = tmp_path_factory.mktemp("runs") / "accuracy"
     reports: list[Progress] = []
@@ -571,3 +574,51 @@ def test_a_run_without_validation_faces_trains_finishes_and_keeps_train_only_cur
     assert "accuracy" in history[0] and "val_accuracy" not in history[0]
     card = read_card(run_dir / "model")
     assert card.metrics["split"].startswith("train") and card.metrics["n"] == len(only_train)
+
+
+CPUINFO = "processor\t: 0\nvendor_id\t: AuthenticAMD\nflags\t\t: fpu sse2 avx2 {extra}\n\nprocessor\t: 1\n"
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [("avx512f avx512_bf16", True), ("amx_tile amx_bf16", True), ("avx512f avx512_vnni", False), ("", False)],
+)
+def test_cpu_bfloat16_units_are_read_from_the_cpu_flags(extra, expected):
+    from fertools.runtime import cpu_has_bf16
+
+    assert cpu_has_bf16(CPUINFO.format(extra=extra)) is expected
+    assert cpu_has_bf16("no flags line at all") is False
+
+
+@pytest.mark.parametrize(
+    ("setting", "gpu", "bf16", "expected"),
+    [
+        ("auto", False, True, "mixed_bfloat16"),  # this project's CPUs: 1.3x faster (BENCHMARKS.md)
+        ("auto", False, False, "float32"),
+        ("auto", True, False, "mixed_float16"),
+        ("on", False, False, "mixed_bfloat16"),
+        ("on", True, True, "mixed_float16"),
+        ("off", True, True, "float32"),
+        ("off", False, True, "float32"),
+    ],
+)
+def test_auto_precision_trains_in_16_bits_where_it_pays(monkeypatch, setting, gpu, bf16, expected):
+    from fertools import runtime
+
+    monkeypatch.setattr(train.tf.config, "list_physical_devices", lambda kind=None: ["GPU:0"] if gpu else [])
+    monkeypatch.setattr(runtime, "cpu_has_bf16", lambda cpuinfo=None: bf16)
+    assert train.precision_policy(TrainConfig(mixed_precision=setting)) == expected
+
+
+def test_a_bfloat16_run_ships_a_float32_model(tmp_path, tiny_builtin):
+    # Mixed precision is how a run trains, not what it ships: the saved network computes in
+    # float32 like every other model, and loads in safe mode.
+    config = TrainConfig(epochs=1, batch_size=32, augment=None, mixed_precision="on")
+    assert train.precision_policy(config) == "mixed_bfloat16"  # tests run on a CPU
+    result = train.train(tiny_builtin, config, tmp_path / "run")
+    assert result.status == "finished"
+    model, card = load_model_dir(tmp_path / "run" / "model")
+    assert {layer.dtype_policy.name for layer in model.layers} == {"float32"}
+    assert keras.mixed_precision.global_policy().name == "float32"  # the run put the policy back
+    probabilities = model.predict(tiny_builtin.images[:4, ..., None], verbose=0)
+    assert probabilities.dtype == np.float32 and np.allclose(probabilities.sum(axis=1), 1, atol=1e-5)

@@ -12,17 +12,21 @@ would), so the students share the CPU with it, and cancels it at the end.
 
 A warm-up visitor first opens the page and uploads once (the cold start: loading the model,
 converting it to LiteRT). Then, for each N, N headless Chromium contexts (N Streamlit
-sessions) open ``/Photo`` at once; when all have opened, each uploads a generated one-face
-portrait ``--uploads`` times, one after another, waiting for each result and for the script
-run to end. Per N it reports:
+sessions) open ``/Photo``, all at once or, with ``--arrival S``, one after another over S
+seconds; when all have opened, each uploads a generated one-face portrait ``--uploads`` times,
+one after another, waiting for each result and for the script run to end; then each moves to
+Home and back to Photo through the sidebar. Per N it reports:
 
-- page open: navigation until the page's first script run has finished (p50 / p95);
+- first visit: navigation to ``/Photo`` until the page's first script run has finished
+  (p50 / p95): the browser loads the whole app, as on a student's first visit;
+- page view: a sidebar click until that page's script run has finished (p50 / p95);
 - result: setting the file until the annotated picture (the ``st.image`` captioned
   "face(s) in") is shown and loaded (p50 / p95); the JSON also has ``done``, until the whole
-  script run (Grad-CAM, probability chart) has finished;
+  script run (Grad-CAM, probability bars) has finished;
 - errors: an exception box, an ``st.error``, "No face found", a connection error or a timeout;
 - the server's peak RSS (``VmRSS`` of the server process, its threads included, sampled every
-  0.25 s while N runs) and its CPU-seconds (utime + stime) per upload over the upload phase.
+  0.25 s while N runs), its CPU-seconds (utime + stime) per page open and per upload, and
+  the CPU-seconds of all the Chromium processes over the whole N.
 
 The browsers run on the same machine as the server, so with many students their CPU is part
 of the latencies (not of the server's CPU-seconds). ``--max-minutes`` (default 20) bounds the
@@ -69,6 +73,11 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 VIEWPORT = {"width": 1280, "height": 900}
+#: The students' browsers ask for reduced motion (``prefers-reduced-motion``, which Streamlit's
+#: skeletons and spinners honour): each real student's animations run on their own laptop, but
+#: here sixteen browsers' animations would be billed to the server's two cores. Measured on 16
+#: first visits at once: 47.6 browser CPU-seconds with motion, 31.9 without. ``--motion`` keeps it.
+REDUCED_MOTION = "reduce"
 PHOTO_PAGE = "/Photo"
 #: The last element of the Photo page's script run (an expander): the run has finished.
 OPENED_TEXT = "Raw results"
@@ -76,6 +85,9 @@ UPLOAD_CHOICE = "Upload a photo"
 UPLOAD_READY = "Upload a photo, or switch to a sample picture"
 RESULT_CAPTION = "face(s) in"
 UPLOAD_INPUT = '[data-testid="stFileUploaderDropzoneInput"]'
+#: Page views inside the app after the uploads: (sidebar link, text its page shows when drawn).
+PAGE_VIEWS = (("Home", "FER Lab"), ("Photo", OPENED_TEXT))
+SIDEBAR_LINK = '[data-testid="stSidebarNav"] a'
 #: Streamlit shows these while a script runs or elements are still loading (as in tests/browser).
 BUSY = (
     '[data-testid="stStatusWidgetRunningIcon"], [data-testid="stSkeleton"], '
@@ -375,6 +387,7 @@ class Student:
     """What one browser context measured: seconds, and the errors it saw."""
 
     open_s: float | None = None
+    view_s: list[float] = field(default_factory=list)
     result_s: list[float] = field(default_factory=list)
     done_s: list[float] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
@@ -489,6 +502,40 @@ async def reset_upload(page, deadline: Deadline) -> None:
     await wait_idle(page, deadline.timeout(timeout_s))
 
 
+async def view_pages(page, student: Student, deadline: Deadline) -> None:
+    """Move between pages with the sidebar, as a student does; time each to its run's end.
+
+    The app is already loaded, so a page view costs the browser far less than the first visit.
+    """
+    from playwright.async_api import Error as PlaywrightError
+
+    for link, shown in PAGE_VIEWS:
+        try:
+            started = time.monotonic()
+            await (
+                page.locator(SIDEBAR_LINK)
+                .filter(has_text=link)
+                .first.click(timeout=deadline.timeout(OPEN_TIMEOUT_S) * 1000)
+            )
+            await page.get_by_text(shown).first.wait_for(
+                state="attached", timeout=deadline.timeout(OPEN_TIMEOUT_S) * 1000
+            )
+            quiet = await wait_idle(page, deadline.timeout(OPEN_TIMEOUT_S))
+            if problem := await check_page(page):
+                student.errors.append(f"view {link}: {problem}")
+                return
+            student.view_s.append(time.monotonic() - started - quiet)
+        except BudgetSpent:
+            student.cut = True
+            return
+        except PlaywrightError as error:
+            if deadline.left() <= 0:
+                student.cut = True
+            else:
+                student.errors.append(f"view {link}: {_first_line(error)}")
+            return
+
+
 def _first_line(error: BaseException) -> str:
     text = str(error).strip().splitlines()
     return f"{type(error).__name__}: {text[0] if text else ''}"[:300]
@@ -503,6 +550,8 @@ class Row:
     opened: int
     open_p50_s: float | None
     open_p95_s: float | None
+    view_p50_s: float | None
+    view_p95_s: float | None
     result_p50_s: float | None
     result_p95_s: float | None
     done_p50_s: float | None
@@ -514,6 +563,9 @@ class Row:
     peak_rss_mb: float | None
     cpu_s_open: float | None
     cpu_s_per_upload: float | None
+    #: CPU-seconds of every Chromium process while this N ran, per page open and upload.
+    browser_cpu_s: float | None
+    arrival_s: float
     complete: bool
     training: dict | None = None
 
@@ -565,22 +617,52 @@ def write_warmup_photo(path: Path) -> None:
         raise RuntimeError(f"could not write {path}")
 
 
-async def measure(browser, server: Server, n: int, photos: list[list[Path]], deadline: Deadline) -> Row:
-    """N students at once: open the Photo page together, then upload together."""
+def chromium_cpu_s() -> float:
+    """CPU-seconds (utime + stime) of every live Chromium process on this machine."""
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if "chrom" in (entry / "comm").read_text():
+                    total += proc_cpu_s(int(entry.name)) or 0.0
+    return total
+
+
+def motion_setting(args) -> str:
+    """The contexts' ``reduced_motion``: see :data:`REDUCED_MOTION`."""
+    return "no-preference" if args.motion else REDUCED_MOTION
+
+
+async def measure(
+    browser,
+    server: Server,
+    n: int,
+    photos: list[list[Path]],
+    deadline: Deadline,
+    arrival_s: float = 0.0,
+    motion: str = REDUCED_MOTION,
+) -> Row:
+    """N students: open the Photo page (together, or one every ``arrival_s / n`` seconds), upload
+    together once all have opened, then view two pages through the sidebar."""
     students = [Student() for _ in range(n)]
     contexts, peak = [], [proc_rss_mb(server.pid) or 0.0]
     sampler = asyncio.create_task(sample_rss(server.pid, peak))
-    cpu_start = proc_cpu_s(server.pid)
-    cpu_opened = cpu_end = None
+    cpu_start, browser_start = proc_cpu_s(server.pid), chromium_cpu_s()
+    cpu_opened = cpu_end = browser_end = None
+
+    async def arrive(index: int, context, student: Student):
+        await asyncio.sleep(index * arrival_s / n)
+        return await open_photo(context, server.url, student, deadline)
+
     try:
         for _ in range(n):
-            context = await browser.new_context(viewport=VIEWPORT)
+            context = await browser.new_context(viewport=VIEWPORT, reduced_motion=motion)
             context.set_default_timeout(UPLOAD_TIMEOUT_S * 1000)
             contexts.append(context)
         pages = await asyncio.gather(
             *(
-                open_photo(context, server.url, student, deadline)
-                for context, student in zip(contexts, students)
+                arrive(index, context, student)
+                for index, (context, student) in enumerate(zip(contexts, students))
             )
         )
         cpu_opened = proc_cpu_s(server.pid)
@@ -592,6 +674,14 @@ async def measure(browser, server: Server, n: int, photos: list[list[Path]], dea
             )
         )
         cpu_end = proc_cpu_s(server.pid)
+        await asyncio.gather(
+            *(
+                view_pages(page, students[index], deadline)
+                for index, page in enumerate(pages)
+                if page is not None
+            )
+        )
+        browser_end = chromium_cpu_s()
     finally:
         sampler.cancel()
         for context in contexts:
@@ -599,6 +689,7 @@ async def measure(browser, server: Server, n: int, photos: list[list[Path]], dea
                 await asyncio.wait_for(context.close(), timeout=10)
     uploads = sum(len(student.result_s) for student in students)
     opens = [student.open_s for student in students if student.open_s is not None]
+    views = [s for student in students for s in student.view_s]
     results = [s for student in students for s in student.result_s]
     done = [s for student in students for s in student.done_s]
     messages = [message for student in students for message in student.errors]
@@ -608,6 +699,8 @@ async def measure(browser, server: Server, n: int, photos: list[list[Path]], dea
         opened=len(opens),
         open_p50_s=percentile(opens, 50),
         open_p95_s=percentile(opens, 95),
+        view_p50_s=percentile(views, 50),
+        view_p95_s=percentile(views, 95),
         result_p50_s=percentile(results, 50),
         result_p95_s=percentile(results, 95),
         done_p50_s=percentile(done, 50),
@@ -621,6 +714,8 @@ async def measure(browser, server: Server, n: int, photos: list[list[Path]], dea
         if cpu_opened is not None and cpu_start is not None
         else None,
         cpu_s_per_upload=round(upload_cpu / uploads, 3) if upload_cpu is not None and uploads else None,
+        browser_cpu_s=round(browser_end - browser_start, 1) if browser_end is not None else None,
+        arrival_s=arrival_s,
         complete=not any(student.cut for student in students),
     )
 
@@ -639,7 +734,7 @@ async def run_all(args, server: Server, photo_folder: Path, deadline: Deadline, 
         try:
             if args.warmup:
                 warm = Student()
-                context = await browser.new_context(viewport=VIEWPORT)
+                context = await browser.new_context(viewport=VIEWPORT, reduced_motion=motion_setting(args))
                 try:
                     page = await open_photo(context, server.url, warm, deadline)
                     if page is not None:
@@ -652,7 +747,9 @@ async def run_all(args, server: Server, photo_folder: Path, deadline: Deadline, 
             for n in args.students:
                 if deadline.left() <= 0:
                     break
-                row = await measure(browser, server, n, photos[:n], deadline)
+                row = await measure(
+                    browser, server, n, photos[:n], deadline, args.arrival, motion_setting(args)
+                )
                 if report.get("training_run"):
                     row.training = training_state(server.folders["runs"], report["training_run"])
                 report["rows"].append(asdict(row))
@@ -672,9 +769,10 @@ def markdown(report: dict) -> str:
         return "–" if value is None else f"{value:.2f}"
 
     lines = [
-        "| students | page open p50 / p95 (s) | result p50 / p95 (s) | errors | uploads | "
-        "server peak RSS (MB) | server CPU-s / open | server CPU-s / upload |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| students | arrive over (s) | first visit p50 / p95 (s) | page view p50 / p95 (s) | "
+        "result p50 / p95 (s) | errors | uploads | server peak RSS (MB) | server CPU-s / open | "
+        "server CPU-s / upload | browsers' CPU-s |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in report["rows"]:
         cut = "" if row["complete"] else " (cut)"
@@ -682,11 +780,14 @@ def markdown(report: dict) -> str:
         per_open = (
             row["cpu_s_open"] / row["opened"] if row["cpu_s_open"] is not None and row["opened"] else None
         )
+        browsers = "–" if row["browser_cpu_s"] is None else f"{row['browser_cpu_s']:.0f}"
         lines.append(
-            f"| {row['students']}{cut} | {seconds(row['open_p50_s'])} / {seconds(row['open_p95_s'])} | "
+            f"| {row['students']}{cut} | {row['arrival_s']:g} | "
+            f"{seconds(row['open_p50_s'])} / {seconds(row['open_p95_s'])} | "
+            f"{seconds(row['view_p50_s'])} / {seconds(row['view_p95_s'])} | "
             f"{seconds(row['result_p50_s'])} / {seconds(row['result_p95_s'])} | {row['errors']} | "
             f"{row['uploads']} / {row['uploads_planned']} | {rss} | {seconds(per_open)} | "
-            f"{seconds(row['cpu_s_per_upload'])} |"
+            f"{seconds(row['cpu_s_per_upload'])} | {browsers} |"
         )
     notes = []
     warm = report.get("warmup")
@@ -707,6 +808,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--students", type=int, nargs="+", default=[1, 4, 8, 16], help="the N to measure")
     parser.add_argument("--uploads", type=int, default=5, help="uploads per student (default 5)")
     parser.add_argument("--train", action="store_true", help="train one model beside the students")
+    parser.add_argument(
+        "--arrival",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="students arrive one after another over this many seconds (default 0: all at once)",
+    )
+    parser.add_argument(
+        "--motion", action="store_true", help="let the browsers animate (default: reduced motion)"
+    )
     parser.add_argument("--json", type=Path, help="also write the report as JSON here")
     parser.add_argument("--max-minutes", type=float, default=20, help="bound on the whole run (default 20)")
     parser.add_argument(
@@ -719,6 +830,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--students and --uploads must be at least 1")
     if args.max_minutes <= 0:
         parser.error("--max-minutes must be positive")
+    if args.arrival < 0:
+        parser.error("--arrival must be at least 0")
     if not args.chromium.exists():
         parser.error(f"{args.chromium} not found: install Debian's chromium (apt-get install chromium)")
     return args
@@ -732,7 +845,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     # What is left after the budget goes to stopping the browser, the training and the server.
     deadline = Deadline(max(10.0, args.max_minutes * 60 - CLEANUP_S))
-    report: dict = {"students": args.students, "uploads_per_student": args.uploads, "rows": []}
+    report: dict = {
+        "students": args.students,
+        "uploads_per_student": args.uploads,
+        "arrival_s": args.arrival,
+        "reduced_motion": not args.motion,
+        "rows": [],
+    }
     signal.signal(signal.SIGTERM, _interrupt)
     status = 0
     with tempfile.TemporaryDirectory(prefix="ferlab-loadtest-") as temp:

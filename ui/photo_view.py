@@ -20,7 +20,7 @@ from fertools.recognize import FaceResult, Recognizer, draw_faces
 from fertools.samples import sample_crop, sample_photo
 from fertools.synthetic import SYNTHETIC_NOTE
 from fertools.users import QuotaError
-from ui import photo_figures, projector
+from ui import photo_figures
 from ui.common import detector_picker, get_recognizer, model_picker
 from ui.identity import count_upload
 
@@ -242,9 +242,7 @@ def show_face(
     face_column.image(stats.upscale(result.face, 4), caption="What the model sees: 48×48 grey, 4×")
     with cam_column:
         show_gradcam(model_dir, recognizer, result)
-    projector.chart(
-        photo_figures.probability_chart(result.probabilities, result.label), key=f"photo_chart_{number}"
-    )
+    photo_figures.probability_bars(result.probabilities, result.label)
 
 
 def show_faces(model_dir: str, recognizer: Recognizer, results: list[FaceResult], whole_image: bool) -> None:

@@ -47,3 +47,23 @@ def build_default(
     x = layers.Activation("relu", name="fc_relu")(x)
     x = layers.Dropout(dropout, name="fc_drop")(x)
     return keras.Model(inputs, classifier_output(x, num_classes), name="ferlab_default")
+
+
+@register(
+    "wide",
+    gradcam_layer="stage4_2_relu",
+    description="default's stages at twice the width, two convolutions each (6x the compute)",
+    source="FER Lab",
+)
+def build_wide(num_classes: int, input_shape: tuple[int, int, int], dropout: float = 0.4) -> keras.Model:
+    """``default`` widened towards the VGG variants that reach 73% on FER2013.
+
+    48, 96, 192 and 384 filters, two convolutions in every stage: 2.7M parameters and about
+    265M multiply-adds per face, against 0.7M and 42M. It trains at 300 images/s in bfloat16
+    on the project's 2-core CPU (96 s per FER2013 epoch), so its recipe spans sessions.
+    """
+    model = build_default(
+        num_classes, input_shape, widths=(48, 96, 192, 384), convs_per_stage=(2, 2, 2, 2), dropout=dropout
+    )
+    model.name = "ferlab_wide"
+    return model

@@ -17,12 +17,13 @@ from fertools import synthetic
 from fertools.bench.generated import FER2013_USAGE
 from fertools.bench.sizes import GPU_TRAIN_STEPS, GPU_TRAIN_WARMUP, Progress, Sizes
 from fertools.constants import FER2013_CLASSES, INPUT_SHAPE
+from fertools.runtime import cpu_has_bf16
 from fertools.timing import call_seconds, per_second
 
 #: Training images in one epoch, for the seconds-per-epoch extrapolation.
 EPOCH_IMAGES = FER2013_USAGE["Training"]
 #: Architectures whose training speed is compared.
-TRAIN_ARCHITECTURES = ("gr5243_improved", "internship_cnn", "default")
+TRAIN_ARCHITECTURES = ("gr5243_improved", "internship_cnn", "default", "wide")
 #: Quick mode (CI) times only the pair that the target compares: each model's first step
 #: costs about ten CPU-seconds of graph building.
 QUICK_TRAIN_ARCHITECTURES = ("gr5243_improved", "default")
@@ -54,8 +55,13 @@ def bench_training(sizes: Sizes, quick: bool, say: Progress) -> dict:
     iterator = iter(dataset())
     data_seconds = sum(call_seconds(lambda: next(iterator), steps, warmup))
 
-    # What train() does: float32 on a CPU; mixed float16 and XLA on a GPU (float32 shown beside it).
-    variants = [("float32", False)] + ([("mixed_float16", True)] if on_gpu else [])
+    # What train() does last (train.precision_policy's "auto"), float32 beside it: mixed float16
+    # and XLA on a GPU, mixed bfloat16 on a CPU with bfloat16 units, float32 on other CPUs.
+    variants = [("float32", False)]
+    if on_gpu:
+        variants.append(("mixed_float16", True))
+    elif cpu_has_bf16():
+        variants.append(("mixed_bfloat16", False))
     runs = []
     for architecture in QUICK_TRAIN_ARCHITECTURES if quick else TRAIN_ARCHITECTURES:
         for policy, xla in variants:

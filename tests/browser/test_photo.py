@@ -42,12 +42,16 @@ def test_uploaded_photo_shows_faces_and_probabilities(app, tmp_path: Path) -> No
     assert all(images.nth(i).evaluate("img => img.complete && img.naturalWidth > 0") for i in range(3))
 
     # The probability bars: one per class in the card's order, labelled with percentages.
-    bars = [trace for chart in app.plotly_charts() for trace in chart if trace["type"] == "bar"]
-    assert len(bars) == 1
-    assert bars[0]["y"] == classes
-    assert all(re.fullmatch(r"\d+%", text) for text in bars[0]["text"])
-    assert abs(sum(bars[0]["x"]) - 1) < 1e-3
-    assert f"{percent}%" in bars[0]["text"]
+    bars = app.page.locator('[data-testid="stProgress"]')
+    assert bars.count() == len(classes)
+    labels = [bars.nth(i).inner_text().split() for i in range(len(classes))]
+    assert [name for name, _ in labels] == classes
+    shares = [int(share.rstrip("%")) for _, share in labels]
+    assert 100 - len(classes) <= sum(shares) <= 100 + len(classes)  # each rounded to a percent
+    assert (label, percent) in [(name, int(share.rstrip("%"))) for name, share in labels]
+    values = [float(bars.nth(i).get_by_role("progressbar").get_attribute("aria-valuenow")) for i in range(len(classes))]
+    assert all(abs(value - share) <= 1 for value, share in zip(values, shares))  # Streamlit truncates
+    assert bars.nth(classes.index(label)).locator("strong").inner_text() == label  # the top class in bold
 
     app.page.mouse.move(0, 0)
     app.screenshot("photo")
