@@ -49,7 +49,10 @@ def test_uploaded_photo_shows_faces_and_probabilities(app, tmp_path: Path) -> No
     shares = [int(share.rstrip("%")) for _, share in labels]
     assert 100 - len(classes) <= sum(shares) <= 100 + len(classes)  # each rounded to a percent
     assert (label, percent) in [(name, int(share.rstrip("%"))) for name, share in labels]
-    values = [float(bars.nth(i).get_by_role("progressbar").get_attribute("aria-valuenow")) for i in range(len(classes))]
+    values = [
+        float(bars.nth(i).get_by_role("progressbar").get_attribute("aria-valuenow"))
+        for i in range(len(classes))
+    ]
     assert all(abs(value - share) <= 1 for value, share in zip(values, shares))  # Streamlit truncates
     assert bars.nth(classes.index(label)).locator("strong").inner_text() == label  # the top class in bold
 
