@@ -53,16 +53,39 @@ def worker_environment(base: Mapping[str, str] | None = None) -> dict[str, str]:
 WORKER_NICENESS = 10
 
 
+#: Linux's scheduler autogroup of this process (``sched_autogroup``): CPU is shared fairly between
+#: groups, and ``nice`` counts only inside one.
+_AUTOGROUP = "/proc/self/autogroup"
+
+
 def yield_to_pages() -> int:
     """Lower this process's CPU priority by :data:`WORKER_NICENESS`; the new niceness.
 
-    Called by a training worker first thing. Where the OS refuses (or has no ``nice``), the
+    Called by a training worker first thing. A worker runs in a session of its own, and where
+    Linux groups the scheduler by session (autogroup, on by default on desktops and many
+    servers) a session gets as much CPU as the server's whatever its processes' ``nice``; so
+    the worker's autogroup is lowered too. Where the OS refuses (or has no ``nice``), the
     worker trains at the server's priority.
     """
     try:
-        return os.nice(WORKER_NICENESS)
+        niceness = os.nice(WORKER_NICENESS)
     except (OSError, AttributeError):
         return 0
+    try:
+        with open(_AUTOGROUP, "w", encoding="ascii") as group:
+            group.write(str(niceness))
+    except OSError:
+        pass  # no autogroup (disabled, or not Linux): the process's own niceness is all there is
+    return niceness
+
+
+def autogroup_niceness(pid: int | str = "self") -> int | None:
+    """The ``nice`` of a process's scheduler autogroup; None where there is no autogroup."""
+    try:
+        with open(f"/proc/{pid}/autogroup", encoding="ascii") as group:
+            return int(group.read().split()[-1])  # "/autogroup-107 nice 10"
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def onednn_enabled() -> bool:
