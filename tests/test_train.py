@@ -607,7 +607,18 @@ def test_auto_precision_trains_in_16_bits_where_it_pays(monkeypatch, setting, gp
 
     monkeypatch.setattr(train.tf.config, "list_physical_devices", lambda kind=None: ["GPU:0"] if gpu else [])
     monkeypatch.setattr(runtime, "cpu_has_bf16", lambda cpuinfo=None: bf16)
+    monkeypatch.setattr(runtime, "onednn_enabled", lambda: True)
     assert train.precision_policy(TrainConfig(mixed_precision=setting)) == expected
+
+
+def test_auto_precision_stays_float32_without_onednn(monkeypatch):
+    # The user turned oneDNN off (TF_ENABLE_ONEDNN_OPTS=0): bfloat16 would be emulated, slower.
+    from fertools import runtime
+
+    monkeypatch.setattr(train.tf.config, "list_physical_devices", lambda kind=None: [])
+    monkeypatch.setattr(runtime, "cpu_has_bf16", lambda cpuinfo=None: True)
+    monkeypatch.setattr(runtime, "onednn_enabled", lambda: False)
+    assert train.precision_policy(TrainConfig(mixed_precision="auto")) == "float32"
 
 
 def test_a_bfloat16_run_ships_a_float32_model(tmp_path, tiny_builtin):

@@ -17,7 +17,7 @@ from fertools import synthetic
 from fertools.bench.generated import FER2013_USAGE
 from fertools.bench.sizes import GPU_TRAIN_STEPS, GPU_TRAIN_WARMUP, Progress, Sizes
 from fertools.constants import FER2013_CLASSES, INPUT_SHAPE
-from fertools.runtime import cpu_has_bf16
+from fertools.runtime import cpu_has_bf16, onednn_enabled
 from fertools.timing import call_seconds, per_second
 
 #: Training images in one epoch, for the seconds-per-epoch extrapolation.
@@ -60,7 +60,7 @@ def bench_training(sizes: Sizes, quick: bool, say: Progress) -> dict:
     variants = [("float32", False)]
     if on_gpu:
         variants.append(("mixed_float16", True))
-    elif cpu_has_bf16():
+    elif cpu_has_bf16() and onednn_enabled():
         variants.append(("mixed_bfloat16", False))
     runs = []
     for architecture in QUICK_TRAIN_ARCHITECTURES if quick else TRAIN_ARCHITECTURES:
