@@ -146,6 +146,9 @@ def _train_config(args):
         "weight_decay": args.weight_decay,
         "average_epochs": args.average,
         "mixed_precision": args.precision,
+        "teacher": tuple(args.teacher) if args.teacher else None,
+        "distill": args.distill,
+        "teacher_views": args.teacher_views,
     }
     config = replace(config, **{k: v for k, v in overrides.items() if v is not None})
     if args.cycles is not None:
@@ -196,7 +199,10 @@ def cmd_train(args) -> int:
             print(f"\r{_bar(p.fraction)} {text}", end="", file=sys.stderr, flush=True)
 
     command = "python -m fertools " + shlex.join(sys.argv[1:])
-    result = train.train(dataset, config, args.out, progress=show, command=command)
+    try:
+        result = train.train(dataset, config, args.out, progress=show, command=command)
+    except ValueError as error:  # a teacher that cannot teach this data, found once it is loaded
+        raise UserError(f"train: {error}") from None
     if result.status == "failed":
         print(f"train: failed: {result.reason}", file=sys.stderr)
         return 1
@@ -454,6 +460,19 @@ def build_parser() -> argparse.ArgumentParser:
         choices=MIXED_PRECISION,
         help="mixed precision: auto (where it pays: a GPU, or a CPU with bfloat16 units), on, off",
     )
+    p.add_argument(
+        "--teacher",
+        nargs="+",
+        metavar="MODEL_DIR",
+        help="distillation: learn from these models' averaged predictions as well as the labels",
+    )
+    p.add_argument(
+        "--distill",
+        type=float,
+        metavar="SHARE",
+        help="the teachers' share of each target, 0..1 (default 0.5)",
+    )
+    p.add_argument("--teacher-views", choices=VIEWS, help="how the teachers see each face (default mirror)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="accuracy, per-class table and confusion matrix")

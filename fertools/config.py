@@ -104,6 +104,13 @@ class TrainConfig:
     model_kwargs: dict = field(default_factory=dict)
     #: A model folder whose weights the run starts from (fine-tuning); empty starts from scratch.
     start_from: str = ""
+    #: Knowledge distillation (:mod:`fertools.distill`): model folders whose averaged predictions
+    #: the run learns from beside the labels; empty trains on the labels alone.
+    teacher: tuple[str, ...] = ()
+    #: The teachers' share of each training target (0..1); 1 learns from the teachers alone.
+    distill: float = 0.5
+    #: How the teachers see each face (:data:`fertools.views.VIEWS`).
+    teacher_views: str = "mirror"
 
     def validate(self) -> None:
         """Raise ``ValueError`` with one sentence for a setting that cannot work."""
@@ -133,10 +140,23 @@ class TrainConfig:
             raise ValueError(f"average_epochs must be between 0 and the {self.epochs} epochs")
         if self.start_from and not (Path(self.start_from) / "card.json").is_file():
             raise ValueError(f"{self.start_from} is not a model folder to start from (it has no card.json)")
+        if self.teacher:
+            self._validate_teachers()
         if self.cycle_epochs and (sum(self.cycle_epochs) != self.epochs or min(self.cycle_epochs) < 1):
             raise ValueError(
                 f"the cosine cycles {list(self.cycle_epochs)} must be positive and sum to the {self.epochs} epochs"
             )
+
+    def _validate_teachers(self) -> None:
+        from fertools.views import VIEWS
+
+        for teacher in self.teacher:
+            if not (Path(teacher) / "card.json").is_file():
+                raise ValueError(f"the teacher {teacher} is not a model folder (it has no card.json)")
+        if not 0 < self.distill <= 1:
+            raise ValueError(f"the teachers' share distill must be in (0, 1], not {self.distill}")
+        if self.teacher_views not in VIEWS:
+            raise ValueError(f"teacher_views must be one of {VIEWS}, not {self.teacher_views!r}")
 
     def with_epochs(self, epochs: int) -> TrainConfig:
         """This run over ``epochs`` epochs, with the settings that count epochs rescaled to fit.
@@ -164,6 +184,11 @@ class TrainConfig:
             known["augment"] = AugmentConfig.from_dict(known["augment"])
         if "cycle_epochs" in known:
             known["cycle_epochs"] = tuple(int(n) for n in known["cycle_epochs"])
+        if "teacher" in known:
+            teacher = known["teacher"]
+            known["teacher"] = (
+                (str(teacher),) if isinstance(teacher, str) else tuple(str(path) for path in teacher)
+            )
         return cls(**known)
 
 

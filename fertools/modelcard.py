@@ -262,6 +262,17 @@ def card_markdown(card: ModelCard) -> str:
             f" {training.get('seconds', 0) / 3600:.1f} h on {training.get('hardware', '?')};"
             f" TensorFlow {training.get('tensorflow', '?')}, Keras {training.get('keras', '?')}."
         )
+        if training.get("teachers"):
+            share = (training.get("config") or {}).get("distill")
+            teachers = ", ".join(
+                f"{t.get('name') or t['path']} ({t['accuracy']:.2%})"
+                if t.get("accuracy") is not None
+                else t["path"]
+                for t in training["teachers"]
+            )
+            lines.append(
+                f"Distilled from {teachers}: the teachers' share of each training target was {share}."
+            )
         if training.get("command"):
             lines.append(f"Command: `{training['command']}`")
     inference = card.inference

@@ -18,6 +18,7 @@ from fertools import models
 from fertools.averaging import average_summary
 from fertools.config import TrainConfig
 from fertools.data import Dataset
+from fertools.distill import describe_teachers
 from fertools.evaluate import evaluate
 from fertools.modelcard import ModelCard, Preprocessing, hardware_description, save_model_dir
 from fertools.runs import RunDir
@@ -87,6 +88,7 @@ def publish(
             "hardware": hardware_description(),
             "tensorflow": tf.__version__,
             "keras": keras.__version__,
+            **({"teachers": describe_teachers(config.teacher)} if config.teacher else {}),
         },
         metrics={
             k: metrics[k]

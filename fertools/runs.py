@@ -15,6 +15,7 @@ the job queue and the command line, often at the same moment::
       average.weights.h5   its finished form, with average.weights.json (score, epochs)
       metrics.json         validation accuracy, per-class report, confusion matrix
       val_predictions.npz  validation faces, labels and probabilities (for the mistakes gallery)
+      teacher.npz          a distilled run's teacher probabilities for its training faces (a cache)
       model/               the weights the run ships, as a model folder (model.keras + card.json)
       export/model.tflite  the model folder converted for TFLite / LiteRT, made on request
       cancel               present once someone asked the run to stop
@@ -62,6 +63,7 @@ AVERAGE_WEIGHTS = "average.weights.h5"
 AVERAGE_SCORE = "average.weights.json"
 METRICS = "metrics.json"
 PREDICTIONS = "val_predictions.npz"
+TEACHER = "teacher.npz"
 MODEL = "model"
 TFLITE = "export/model.tflite"
 CANCEL = "cancel"
@@ -387,6 +389,26 @@ class RunDir:
             "probabilities": probabilities.astype(np.float32),
             "classes": tuple(str(name) for name in classes),
         }
+
+    def write_teacher_targets(self, key: str, probabilities: np.ndarray) -> None:
+        with atomic_file(self.path / TEACHER, suffix=".npz") as partial:
+            np.savez(partial, key=np.array(key), probabilities=probabilities.astype(np.float32))
+
+    def read_teacher_targets(self, key: str) -> np.ndarray | None:
+        """The cached teacher probabilities (N, C) computed under ``key``; None when absent, stale or damaged."""
+        path = self.path / TEACHER
+        try:
+            if path.stat().st_size > MAX_PREDICTIONS_BYTES:
+                return None
+            with np.load(path, allow_pickle=False) as saved:
+                found_key, probabilities = str(saved["key"]), saved["probabilities"]
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error):
+            return None  # a cache: recomputed, not reported
+        if found_key != key or probabilities.ndim != 2 or not np.isfinite(probabilities).all():
+            return None
+        return probabilities.astype(np.float32)
 
     # --- cancelling and timing -----------------------------------------------------------------
 

@@ -22,7 +22,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from fertools import models, runtime
+from fertools import distill, models, runtime
 from fertools.augment import build_augmenter
 from fertools.averaging import all_layers, finish_weight_average
 from fertools.callbacks import BestWeights, ProgressFn, ProgressReport, StopOnNaN, WeightAverage
@@ -65,15 +65,20 @@ def make_dataset(
     seed: int,
     sample_weights: np.ndarray | None = None,
     mixup: float = 0.0,
+    targets: np.ndarray | None = None,
 ) -> tf.data.Dataset:
     """A ``tf.data`` pipeline of (float32 pixels (B,48,48,1), one-hot labels[, weights]).
 
     Arrays are held in memory once (``cache``), shuffled each epoch with a
     seed, batched, mixed up when asked, and prefetched so the accelerator is
-    never waiting on the input.
+    never waiting on the input. ``targets`` (N, classes), when given, replace the
+    one-hot labels (a distilled run's soft targets, :mod:`fertools.distill`).
     """
     x = faces.reshape(len(faces), faces.shape[1], faces.shape[2], 1)
-    y = keras.utils.to_categorical(labels, num_classes).astype("float32")
+    if targets is None:
+        y = keras.utils.to_categorical(labels, num_classes).astype("float32")
+    else:
+        y = np.asarray(targets, dtype="float32")
     parts = (x, y) if sample_weights is None else (x, y, sample_weights.astype("float32"))
     ds = tf.data.Dataset.from_tensor_slices(parts).cache()
     if shuffle:
@@ -326,6 +331,7 @@ def _pipelines(
     seed: int,
     sample_weights: np.ndarray | None,
     strategy: tf.distribute.Strategy,
+    targets: np.ndarray | None = None,
 ) -> tuple[tf.data.Dataset, tf.data.Dataset | None]:
     """The shuffled, augmented training batches and the per-epoch validation batches (or None)."""
     replicas = strategy.num_replicas_in_sync
@@ -338,6 +344,7 @@ def _pipelines(
         seed,
         sample_weights,
         config.mixup,
+        targets,
     )
     # Per-epoch validation over a whole number of faces per replica (the final metrics use every face).
     val_rows = len(val_set) - len(val_set) % replicas
@@ -434,6 +441,11 @@ def train(
     )
     previous_policy = keras.mixed_precision.global_policy()
     try:
+        targets = None
+        if config.teacher:  # distillation: the teachers' predictions join the labels (in float32)
+            run.update_status("running", phase="asking the teachers")
+            targets = distill.training_targets(config, run, train_set.images, train_set.labels, data.classes)
+            run.update_status("running", phase="training")
         # 2. The trainer: network, augmentation, optimizer, under the run's precision.
         keras.mixed_precision.set_global_policy(precision_policy(config))
         strategy = strategy or default_strategy()
@@ -441,7 +453,7 @@ def train(
             config, num_classes, input_shape, len(train_set), seed=session_seed, strategy=strategy
         )
         train_ds, val_ds = _pipelines(
-            trainer, train_set, val_set, config, session_seed, sample_weights, strategy
+            trainer, train_set, val_set, config, session_seed, sample_weights, strategy, targets
         )
 
         # 3. Fit, with the callbacks that make the run resumable and observable.
