@@ -146,6 +146,7 @@ def _train_config(args):
         "weight_decay": args.weight_decay,
         "average_epochs": args.average,
         "mixed_precision": args.precision,
+        "start_from": args.start_from,
         "teacher": tuple(args.teacher) if args.teacher else None,
         "distill": args.distill,
         "teacher_views": args.teacher_views,
@@ -459,6 +460,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--precision",
         choices=MIXED_PRECISION,
         help="mixed precision: auto (where it pays: a GPU, or a CPU with bfloat16 units), on, off",
+    )
+    p.add_argument(
+        "--start-from", metavar="MODEL_DIR", help="fine-tune: start from this model's weights (same network)"
     )
     p.add_argument(
         "--teacher",

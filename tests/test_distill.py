@@ -173,7 +173,7 @@ def test_the_cli_refuses_a_teacher_that_is_no_model_in_one_line(tmp_path, capsys
     assert err == [f"train: the teacher {tmp_path / 'missing'} is not a model folder (it has no card.json)"]
 
 
-def test_the_cli_passes_the_teachers_to_the_run(tmp_path):
+def test_the_cli_passes_the_teachers_and_the_start_to_the_run(tmp_path, tiny_model_dir):
     happy = one_class_teacher(tmp_path / "happy")
     out = tmp_path / "run"
     code = main(
@@ -192,9 +192,12 @@ def test_the_cli_passes_the_teachers_to_the_run(tmp_path):
             "0.8",
             "--teacher-views",
             "one",
+            "--start-from",
+            str(tiny_model_dir),
         ]
     )
     assert code == 0
     config = RunDir(out).read_config()
     assert (config.teacher, config.distill, config.teacher_views) == ((str(happy),), 0.8, "one")
+    assert config.start_from == str(tiny_model_dir)
     assert read_card(out / "model").training["teachers"][0]["name"] == "always happy"
