@@ -177,6 +177,9 @@ def test_worker_runs_at_a_lower_priority_than_the_server(tiny_builtin, ferlab_di
         # that group is lowered too, or the nice would count for nothing against the server.
         if autogroup_niceness(pid) is not None:
             assert autogroup_niceness(pid) == niceness(pid)
+        # Linux: it runs only on CPU time the pages leave idle (SCHED_IDLE, inherited by its threads).
+        if hasattr(os, "SCHED_IDLE"):
+            assert os.sched_getscheduler(pid) == os.SCHED_IDLE
         jobs.cancel(run_id)
         wait_for(lambda: pid_gone(pid), 30, "the queued worker to exit")
 

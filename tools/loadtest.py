@@ -18,7 +18,10 @@ one after another, waiting for each result and for the script run to end; then e
 Home and back to Photo through the sidebar. Per N it reports:
 
 - first visit: navigation to ``/Photo`` until the page's first script run has finished
-  (p50 / p95): the browser loads the whole app, as on a student's first visit;
+  (p50 / p95): the browser loads the whole app, as on a student's first visit; and the
+  server's part of it, from the app's WebSocket handshake until the last script run of the
+  visit ended, both on the browser's network clock (what a student's own laptop would wait
+  for beyond loading the app itself);
 - page view: a sidebar click until that page's script run has finished (p50 / p95);
 - result: setting the file until the annotated picture (the ``st.image`` captioned
   "face(s) in") is shown and loaded (p50 / p95); the JSON also has ``done``, until the whole
@@ -40,6 +43,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import contextlib
 import inspect
 import json
@@ -387,11 +391,51 @@ class Student:
     """What one browser context measured: seconds, and the errors it saw."""
 
     open_s: float | None = None
+    #: The server's part of ``open_s``: the app's WebSocket handshake until its last script run ended.
+    server_open_s: float | None = None
     view_s: list[float] = field(default_factory=list)
     result_s: list[float] = field(default_factory=list)
     done_s: list[float] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     cut: bool = False  # the budget ran out before it finished
+
+
+class SocketClock:
+    """When the page's Streamlit WebSocket opened and when each script run ended, on the
+    browser's network clock (DevTools' ``Network`` events): the server's part of a visit,
+    apart from the browser's loading and drawing of the app on these shared cores."""
+
+    def __init__(self):
+        self.opened: float | None = None
+        self.finished: list[float] = []
+
+    async def attach(self, context, page) -> None:
+        session = await context.new_cdp_session(page)
+        session.on("Network.webSocketWillSendHandshakeRequest", self._handshake)
+        session.on("Network.webSocketFrameReceived", self._frame)
+        await session.send("Network.enable")
+
+    def _handshake(self, event: dict) -> None:
+        if self.opened is None:
+            self.opened = event["timestamp"]
+
+    def _frame(self, event: dict) -> None:
+        from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+
+        response = event["response"]
+        if response.get("opcode") != 2:  # Streamlit's messages are binary frames
+            return
+        message = ForwardMsg()
+        with contextlib.suppress(Exception):  # not a ForwardMsg: not ours to time
+            message.ParseFromString(base64.b64decode(response["payloadData"]))
+            if message.WhichOneof("type") == "script_finished":
+                self.finished.append(event["timestamp"])
+
+    def server_s(self) -> float | None:
+        """Handshake until the last script run that has ended so far."""
+        if self.opened is None or not self.finished:
+            return None
+        return self.finished[-1] - self.opened
 
 
 async def wait_idle(page, timeout_s: float) -> float:
@@ -412,7 +456,9 @@ async def open_photo(context, url: str, student: Student, deadline: Deadline):
     from playwright.async_api import Error as PlaywrightError
 
     page = await context.new_page()
+    clock = SocketClock()
     try:
+        await clock.attach(context, page)
         started = time.monotonic()
         await page.goto(f"{url}{PHOTO_PAGE}", timeout=deadline.timeout(OPEN_TIMEOUT_S) * 1000)
         await page.get_by_text(OPENED_TEXT).first.wait_for(
@@ -420,6 +466,7 @@ async def open_photo(context, url: str, student: Student, deadline: Deadline):
         )
         quiet = await wait_idle(page, deadline.timeout(OPEN_TIMEOUT_S))
         student.open_s = time.monotonic() - started - quiet
+        student.server_open_s = clock.server_s()
         if problem := await check_page(page):
             student.errors.append(f"open: {problem}")
             return None
@@ -550,6 +597,8 @@ class Row:
     opened: int
     open_p50_s: float | None
     open_p95_s: float | None
+    server_open_p50_s: float | None
+    server_open_p95_s: float | None
     view_p50_s: float | None
     view_p95_s: float | None
     result_p50_s: float | None
@@ -689,6 +738,7 @@ async def measure(
                 await asyncio.wait_for(context.close(), timeout=10)
     uploads = sum(len(student.result_s) for student in students)
     opens = [student.open_s for student in students if student.open_s is not None]
+    server_opens = [s.server_open_s for s in students if s.open_s is not None and s.server_open_s is not None]
     views = [s for student in students for s in student.view_s]
     results = [s for student in students for s in student.result_s]
     done = [s for student in students for s in student.done_s]
@@ -699,6 +749,8 @@ async def measure(
         opened=len(opens),
         open_p50_s=percentile(opens, 50),
         open_p95_s=percentile(opens, 95),
+        server_open_p50_s=percentile(server_opens, 50),
+        server_open_p95_s=percentile(server_opens, 95),
         view_p50_s=percentile(views, 50),
         view_p95_s=percentile(views, 95),
         result_p50_s=percentile(results, 50),
@@ -769,10 +821,10 @@ def markdown(report: dict) -> str:
         return "–" if value is None else f"{value:.2f}"
 
     lines = [
-        "| students | arrive over (s) | first visit p50 / p95 (s) | page view p50 / p95 (s) | "
+        "| students | arrive over (s) | first visit p50 / p95 (s) | server's part p50 / p95 (s) | page view p50 / p95 (s) | "
         "result p50 / p95 (s) | errors | uploads | server peak RSS (MB) | server CPU-s / open | "
         "server CPU-s / upload | browsers' CPU-s |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in report["rows"]:
         cut = "" if row["complete"] else " (cut)"
@@ -784,6 +836,7 @@ def markdown(report: dict) -> str:
         lines.append(
             f"| {row['students']}{cut} | {row['arrival_s']:g} | "
             f"{seconds(row['open_p50_s'])} / {seconds(row['open_p95_s'])} | "
+            f"{seconds(row['server_open_p50_s'])} / {seconds(row['server_open_p95_s'])} | "
             f"{seconds(row['view_p50_s'])} / {seconds(row['view_p95_s'])} | "
             f"{seconds(row['result_p50_s'])} / {seconds(row['result_p95_s'])} | {row['errors']} | "
             f"{row['uploads']} / {row['uploads_planned']} | {rss} | {seconds(per_open)} | "
