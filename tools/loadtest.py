@@ -25,7 +25,8 @@ Home and back to Photo through the sidebar. Per N it reports:
 - page view: a sidebar click until that page's script run has finished (p50 / p95);
 - result: setting the file until the annotated picture (the ``st.image`` captioned
   "face(s) in") is shown and loaded (p50 / p95); the JSON also has ``done``, until the whole
-  script run (Grad-CAM, probability bars) has finished;
+  script run (Grad-CAM, probability bars) has finished, and the server's part of that: the
+  photo's upload request until the run ended, on the browser's network clock;
 - errors: an exception box, an ``st.error``, "No face found", a connection error or a timeout;
 - the server's peak RSS (``VmRSS`` of the server process, its threads included, sampled every
   0.25 s while N runs), its CPU-seconds (utime + stime) per page open and per upload, and
@@ -396,6 +397,8 @@ class Student:
     view_s: list[float] = field(default_factory=list)
     result_s: list[float] = field(default_factory=list)
     done_s: list[float] = field(default_factory=list)
+    #: The server's part of each ``done_s``: the photo's upload request until that run ended.
+    server_done_s: list[float] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     cut: bool = False  # the budget ran out before it finished
 
@@ -407,17 +410,24 @@ class SocketClock:
 
     def __init__(self):
         self.opened: float | None = None
+        self.uploads: list[float] = []
         self.finished: list[float] = []
 
     async def attach(self, context, page) -> None:
         session = await context.new_cdp_session(page)
         session.on("Network.webSocketWillSendHandshakeRequest", self._handshake)
         session.on("Network.webSocketFrameReceived", self._frame)
+        session.on("Network.requestWillBeSent", self._request)
         await session.send("Network.enable")
 
     def _handshake(self, event: dict) -> None:
         if self.opened is None:
             self.opened = event["timestamp"]
+
+    def _request(self, event: dict) -> None:
+        request = event["request"]
+        if request["method"] == "PUT" and "/_stcore/upload_file/" in request["url"]:
+            self.uploads.append(event["timestamp"])
 
     def _frame(self, event: dict) -> None:
         from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
@@ -437,6 +447,12 @@ class SocketClock:
             return None
         return self.finished[-1] - self.opened
 
+    def upload_s(self) -> float | None:
+        """The latest upload request until the last script run that has ended since."""
+        if not self.uploads or not self.finished or self.finished[-1] < self.uploads[-1]:
+            return None
+        return self.finished[-1] - self.uploads[-1]
+
 
 async def wait_idle(page, timeout_s: float) -> float:
     """Wait until the script run has finished; return how long ago it did (seconds)."""
@@ -452,7 +468,9 @@ async def check_page(page) -> str | None:
 
 
 async def open_photo(context, url: str, student: Student, deadline: Deadline):
-    """Open the Photo page and switch it to uploads; ``student.open_s`` is the first run's time."""
+    """Open the Photo page and switch it to uploads; ``student.open_s`` is the first run's time.
+
+    Returns the page with its :class:`SocketClock`, or None after a problem."""
     from playwright.async_api import Error as PlaywrightError
 
     page = await context.new_page()
@@ -477,7 +495,7 @@ async def open_photo(context, url: str, student: Student, deadline: Deadline):
             state="attached", timeout=deadline.timeout(OPEN_TIMEOUT_S) * 1000
         )
         await wait_idle(page, deadline.timeout(OPEN_TIMEOUT_S))
-        return page
+        return page, clock
     except BudgetSpent:
         student.cut = True
     except PlaywrightError as error:  # TimeoutError is one
@@ -488,7 +506,7 @@ async def open_photo(context, url: str, student: Student, deadline: Deadline):
     return None
 
 
-async def upload_photos(page, photos: list[Path], student: Student, deadline: Deadline) -> None:
+async def upload_photos(opened, photos: list[Path], student: Student, deadline: Deadline) -> None:
     """Upload each photo in turn; time each to its annotated picture and to the run's end.
 
     After a problem the file is removed and the page awaited back at its upload prompt, so
@@ -496,6 +514,7 @@ async def upload_photos(page, photos: list[Path], student: Student, deadline: De
     """
     from playwright.async_api import Error as PlaywrightError
 
+    page, clock = opened
     previous = None
     for photo in photos:
         try:
@@ -524,6 +543,8 @@ async def upload_photos(page, photos: list[Path], student: Student, deadline: De
                 continue
             student.result_s.append(shown)
             student.done_s.append(done)
+            if (server_s := clock.upload_s()) is not None:
+                student.server_done_s.append(server_s)
         except BudgetSpent:
             student.cut = True
             return
@@ -605,6 +626,8 @@ class Row:
     result_p95_s: float | None
     done_p50_s: float | None
     done_p95_s: float | None
+    server_done_p50_s: float | None
+    server_done_p95_s: float | None
     uploads: int
     uploads_planned: int
     errors: int
@@ -717,17 +740,17 @@ async def measure(
         cpu_opened = proc_cpu_s(server.pid)
         await asyncio.gather(
             *(
-                upload_photos(page, photos[index], students[index], deadline)
-                for index, page in enumerate(pages)
-                if page is not None
+                upload_photos(opened, photos[index], students[index], deadline)
+                for index, opened in enumerate(pages)
+                if opened is not None
             )
         )
         cpu_end = proc_cpu_s(server.pid)
         await asyncio.gather(
             *(
-                view_pages(page, students[index], deadline)
-                for index, page in enumerate(pages)
-                if page is not None
+                view_pages(opened[0], students[index], deadline)
+                for index, opened in enumerate(pages)
+                if opened is not None
             )
         )
         browser_end = chromium_cpu_s()
@@ -742,6 +765,7 @@ async def measure(
     views = [s for student in students for s in student.view_s]
     results = [s for student in students for s in student.result_s]
     done = [s for student in students for s in student.done_s]
+    server_done = [s for student in students for s in student.server_done_s]
     messages = [message for student in students for message in student.errors]
     upload_cpu = cpu_end - cpu_opened if cpu_end is not None and cpu_opened is not None else None
     return Row(
@@ -757,6 +781,8 @@ async def measure(
         result_p95_s=percentile(results, 95),
         done_p50_s=percentile(done, 50),
         done_p95_s=percentile(done, 95),
+        server_done_p50_s=percentile(server_done, 50),
+        server_done_p95_s=percentile(server_done, 95),
         uploads=uploads,
         uploads_planned=n * len(photos[0]) if photos else 0,
         errors=len(messages),
@@ -788,9 +814,9 @@ async def run_all(args, server: Server, photo_folder: Path, deadline: Deadline, 
                 warm = Student()
                 context = await browser.new_context(viewport=VIEWPORT, reduced_motion=motion_setting(args))
                 try:
-                    page = await open_photo(context, server.url, warm, deadline)
-                    if page is not None:
-                        await upload_photos(page, [photo_folder / "warmup.jpg"], warm, deadline)
+                    opened = await open_photo(context, server.url, warm, deadline)
+                    if opened is not None:
+                        await upload_photos(opened, [photo_folder / "warmup.jpg"], warm, deadline)
                 finally:
                     await context.close()
                 report["warmup"] = asdict(warm)
@@ -822,9 +848,9 @@ def markdown(report: dict) -> str:
 
     lines = [
         "| students | arrive over (s) | first visit p50 / p95 (s) | server's part p50 / p95 (s) | page view p50 / p95 (s) | "
-        "result p50 / p95 (s) | errors | uploads | server peak RSS (MB) | server CPU-s / open | "
+        "result p50 / p95 (s) | server's part of an upload p50 / p95 (s) | errors | uploads | server peak RSS (MB) | server CPU-s / open | "
         "server CPU-s / upload | browsers' CPU-s |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in report["rows"]:
         cut = "" if row["complete"] else " (cut)"
@@ -838,7 +864,8 @@ def markdown(report: dict) -> str:
             f"{seconds(row['open_p50_s'])} / {seconds(row['open_p95_s'])} | "
             f"{seconds(row['server_open_p50_s'])} / {seconds(row['server_open_p95_s'])} | "
             f"{seconds(row['view_p50_s'])} / {seconds(row['view_p95_s'])} | "
-            f"{seconds(row['result_p50_s'])} / {seconds(row['result_p95_s'])} | {row['errors']} | "
+            f"{seconds(row['result_p50_s'])} / {seconds(row['result_p95_s'])} | "
+            f"{seconds(row['server_done_p50_s'])} / {seconds(row['server_done_p95_s'])} | {row['errors']} | "
             f"{row['uploads']} / {row['uploads_planned']} | {rss} | {seconds(per_open)} | "
             f"{seconds(row['cpu_s_per_upload'])} | {browsers} |"
         )
