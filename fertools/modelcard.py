@@ -240,7 +240,10 @@ def card_markdown(card: ModelCard) -> str:
     if "accuracy" in metrics:
         line = f"Validation accuracy **{metrics['accuracy']:.2%}**"
         if "accuracy_flip_tta" in metrics:
-            line += f" ({metrics['accuracy_flip_tta']:.2%} with flip test-time augmentation)"
+            line += f" ({metrics['accuracy_flip_tta']:.2%} with flip test-time augmentation"
+            if "accuracy_ten_crop" in metrics:
+                line += f", {metrics['accuracy_ten_crop']:.2%} with ten crops"
+            line += ")"
         if "macro_f1" in metrics:
             line += f", macro F1 {metrics['macro_f1']:.3f}"
         lines.append(line + f", on {metrics.get('n', '?')} faces ({dataset.get('split', '')}).")
@@ -287,6 +290,11 @@ def card_markdown(card: ModelCard) -> str:
             lines[-1] += (
                 f" With flip TTA, the Recognizer's default on this engine: "
                 f"{inference['accuracy_flip_tta']:.2%}, {inference['ms_per_face_flip_tta_p50']:.2f} ms per face."
+            )
+        if "accuracy_ten_crop" in inference:
+            lines[-1] += (
+                f" With ten crops (12 views, the Photo page's option): {inference['accuracy_ten_crop']:.2%}, "
+                f"{inference['ms_per_face_ten_crop_p50']:.2f} ms per face."
             )
     for note in card.notes:
         lines.append(f"Note: {note}")

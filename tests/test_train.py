@@ -456,6 +456,17 @@ def test_export_writes_a_card_with_the_inference_engine_measured(trained_run, tm
     assert abs(inference["accuracy_flip_tta"] - card.metrics["accuracy_flip_tta"]) <= 0.02
     assert inference["ms_per_face_flip_tta_p50"] > inference["ms_per_face_p50"]
     assert "With flip TTA, the Recognizer's default on this engine" in card_markdown(card)
+    # Ten crops (the Photo page's option), on the Keras model and on the engine: 12 passes per face.
+    from fertools.evaluate import evaluate
+
+    config = RunDir(run_dir).read_config()
+    val = dataset.with_validation(config.val_fraction, config.seed).subset("val")
+    keras_ten = evaluate(model, val.images, val.labels, dataset.classes, views="ten_crop").accuracy
+    assert card.metrics["accuracy_ten_crop"] == pytest.approx(keras_ten)
+    assert abs(inference["accuracy_ten_crop"] - keras_ten) <= 0.02
+    assert inference["ms_per_face_ten_crop_p50"] > inference["ms_per_face_flip_tta_p50"]
+    assert f"{keras_ten:.2%} with ten crops" in card_markdown(card)
+    assert "With ten crops (12 views" in card_markdown(card)
 
 
 # --- stochastic weight averaging -------------------------------------------------------------------
