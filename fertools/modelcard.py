@@ -132,6 +132,15 @@ class ModelCard:
         value = self.metrics.get("accuracy")
         return float(value) if value is not None else None
 
+    def view_accuracies(self) -> dict[str, float]:
+        """Validation accuracy per view mode of :data:`fertools.views.VIEWS` the card records."""
+        keys = {"one": "accuracy", "mirror": "accuracy_flip_tta", "ten_crop": "accuracy_ten_crop"}
+        return {
+            mode: float(self.metrics[key])
+            for mode, key in keys.items()
+            if isinstance(self.metrics.get(key), (int, float))
+        }
+
 
 def hardware_description() -> str:
     """CPU model and core count, plus GPUs if TensorFlow sees any."""

@@ -128,3 +128,20 @@ def test_the_engine_fallback_is_shown(app, engine_fallback):
     app.run()
     assert not app.exception, app.exception
     assert any("could not be built" in w.value for w in app.warning)
+
+
+def test_the_ten_crop_help_quotes_the_models_own_card(app, model_dir):
+    # Without view accuracies on the card the help claims no figure.
+    app.run()
+    assert not app.exception, app.exception
+    assert "%" not in app.toggle(key="photo_ten_crop").help
+
+    card_path = model_dir / "card.json"
+    card = json.loads(card_path.read_text())
+    card["metrics"] = {"accuracy": 0.61, "accuracy_flip_tta": 0.625, "accuracy_ten_crop": 0.6384, "n": 3589}
+    card_path.write_text(json.dumps(card))
+    app.run()
+    assert not app.exception, app.exception
+    assert "on this model's 3589 validation faces 63.8% against 62.5% with the mirror image alone" in (
+        app.toggle(key="photo_ten_crop").help
+    )
