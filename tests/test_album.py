@@ -10,7 +10,7 @@ from fertools.album import MIN_PER_CLASS, FaceAlbum, compare, fine_tune_config
 from fertools.config import TrainConfig
 from fertools.constants import DEFAULT_MODEL_DIR, FER2013_CLASSES
 from fertools.limits import MAX_ALBUM_FACES
-from fertools.modelcard import load_model_dir
+from fertools.modelcard import load_model_dir, read_card
 
 
 def faces(count: int, seed: int = 0) -> np.ndarray:
@@ -87,7 +87,8 @@ def test_fine_tuning_starts_from_the_model_and_learns_the_album(tiny_builtin, tm
     for face, label in zip(tiny_builtin.images[:28], tiny_builtin.labels[:28], strict=True):
         album.add(face, tiny_builtin.classes[label])
     config = fine_tune_config(DEFAULT_MODEL_DIR)
-    assert config.start_from and config.val_fraction == 0 and config.architecture == "default"
+    shipped_architecture = read_card(DEFAULT_MODEL_DIR).architecture
+    assert config.start_from and config.val_fraction == 0 and config.architecture == shipped_architecture
     config.validate()
 
     # Starting from the shipped weights, not from scratch: before any step the copy is exact.
