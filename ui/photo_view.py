@@ -15,14 +15,14 @@ from fertools import images, stats
 from fertools.constants import FER2013_CLASSES
 from fertools.faces import DEFAULT_MIN_SCORE, PHOTO_MIN_SCORE, is_face_crop, photo_detector
 from fertools.gradcam import gradcam, overlay
-from fertools.modelcard import ModelLoadError, read_card
+from fertools.modelcard import ModelCard
 from fertools.preprocess import PHOTO_MAX_SIDE, load_photo
 from fertools.recognize import FaceResult, Recognizer, draw_faces
 from fertools.samples import sample_crop, sample_photo
 from fertools.synthetic import SYNTHETIC_NOTE
 from fertools.users import QuotaError
 from ui import photo_figures
-from ui.common import detector_picker, get_recognizer, model_picker
+from ui.common import current_card, detector_picker, get_recognizer, model_picker
 from ui.identity import count_upload
 
 UPLOAD, SAMPLE = "Upload a photo", "Sample picture"
@@ -85,7 +85,7 @@ def controls() -> PhotoControls:
             "Ten crops (12 views)",
             key="photo_ten_crop",
             help="Each face is classified as a whole and as five slightly zoomed crops (corners and "
-            f"centre), each also mirrored, and the 12 results are averaged{_ten_crop_gain(model_dir)}, "
+            f"centre), each also mirrored, and the 12 results are averaged{_ten_crop_gain(current_card())}, "
             "for six times the model time. For photos; the webcam keeps the fast path.",
         )
     with source_column:
@@ -95,12 +95,8 @@ def controls() -> PhotoControls:
     )
 
 
-def _ten_crop_gain(model_dir: str | None) -> str:
+def _ten_crop_gain(card: ModelCard | None) -> str:
     """What ten crops did for this model on its card's validation faces, when the card says."""
-    try:
-        card = read_card(model_dir) if model_dir else None
-    except ModelLoadError:
-        return ""
     accuracies = card.view_accuracies() if card else {}
     if not {"mirror", "ten_crop"} <= set(accuracies):
         return ""
