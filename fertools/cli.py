@@ -1,4 +1,4 @@
-"""``python -m fertools``: train, export, evaluate, predict, convert, info and bench from a shell.
+"""``python -m fertools``: train, export, ensemble, evaluate, predict, convert, info and bench from a shell.
 
 Every mistake a user can make (missing file, wrong format, bad option) ends
 in one line on stderr and exit code 2, never a traceback.
@@ -347,6 +347,34 @@ def cmd_export(args) -> int:
     return 0
 
 
+def cmd_ensemble(args) -> int:
+    from fertools.constants import FER2013_ABOUT
+    from fertools.modelcard import ModelLoadError
+    from fertools.publish import ExportError, publish_ensemble
+
+    dataset = _load_data(args.data)
+    about = FER2013_ABOUT if "fer2013" in str(args.data).lower() else None
+    command = "python -m fertools " + shlex.join(sys.argv[1:])
+    try:
+        metrics = publish_ensemble(
+            args.models, dataset, args.out, command=command, note=args.note, about=about
+        )
+    except (ExportError, ModelLoadError) as error:
+        raise UserError(f"ensemble: {error}") from None
+    for member in metrics["members"]:
+        print(
+            f"  {member['path']} ({member['architecture']}): {member['accuracy']:.4f}"
+            f" (flip TTA {member['accuracy_flip_tta']:.4f})"
+        )
+    print(
+        f"ensemble of {len(metrics['members'])} written to {args.out}: validation accuracy {metrics['accuracy']:.4f} "
+        f"(flip TTA {metrics['accuracy_flip_tta']:.4f}, ten crops {metrics['accuracy_ten_crop']:.4f}); "
+        f"LiteRT with flip TTA {metrics['inference']['accuracy_flip_tta']:.4f}, "
+        f"{metrics['inference']['ms_per_face_flip_tta_p50']:.2f} ms per face"
+    )
+    return 0
+
+
 def cmd_card(args) -> int:
     from fertools.modelcard import ModelLoadError, card_markdown, read_card
 
@@ -508,6 +536,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="model folder to write (default: the run's own model/)")
     p.add_argument("--note", default="", help="a sentence for the card's notes")
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("ensemble", help="combine trained model folders into one, measured")
+    p.add_argument("models", nargs="+", metavar="MODEL_DIR", help="two or more model folders")
+    p.add_argument("--data", required=True, help="labelled data with a validation split to measure on")
+    p.add_argument("--out", required=True, help="model folder to write")
+    p.add_argument("--note", default="", help="a sentence for the card's notes")
+    p.set_defaults(func=cmd_ensemble)
 
     p = sub.add_parser("card", help="a model folder's card as Markdown (or --json)")
     p.add_argument("model", nargs="?", default=str(DEFAULT_MODEL_DIR))

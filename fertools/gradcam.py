@@ -48,41 +48,63 @@ def _feature_layers(model: keras.Model) -> list[keras.layers.Layer]:
     return found
 
 
-def explained_layer(model: keras.Model, architecture: str | None = None) -> keras.layers.Layer:
-    """The layer whose feature maps Grad-CAM weighs.
-
-    The registry's ``gradcam_layer`` for ``architecture`` when ``model`` has it; otherwise the
-    last feature layer whose map is at least :data:`MIN_MAP_SIDE` on a side (the last one of any
-    size when none is).
-
-    Raises:
-        ValueError: ``model`` has no convolutional feature map at all.
-    """
+def _named_layer(
+    model: keras.Model, architecture: str | None, candidates: list[keras.layers.Layer], prefix: str = ""
+) -> keras.layers.Layer:
+    """The registry's ``gradcam_layer`` (under ``prefix``) if present, else the last map of useful size."""
     if architecture:
         try:
-            name = models.get_spec(architecture).gradcam_layer
+            name = prefix + models.get_spec(architecture).gradcam_layer
         except KeyError:
             name = ""
-        if name and any(layer.name == name for layer in model.layers):
+        if name != prefix and any(layer.name == name for layer in model.layers):
             return model.get_layer(name)
-    candidates = _feature_layers(model)
     if not candidates:
         raise ValueError(f"{model.name} has no convolutional layer for Grad-CAM")
     sized = [layer for layer in candidates if min(layer.output.shape[1:3]) >= MIN_MAP_SIDE]
     return (sized or candidates)[-1]
 
 
+def explained_layers(model: keras.Model, architecture: str | None = None) -> list[keras.layers.Layer]:
+    """The layers whose feature maps Grad-CAM weighs: one, or one per member of an ensemble.
+
+    For each network, the registry's ``gradcam_layer`` for its architecture when the model has
+    it; otherwise its last feature layer whose map is at least :data:`MIN_MAP_SIDE` on a side
+    (the last one of any size when none is). The members of an ensemble
+    (:func:`fertools.architectures.ensemble.combine`) are found by their layer-name prefixes.
+
+    Raises:
+        ValueError: ``model`` (or a member) has no convolutional feature map at all.
+    """
+    from fertools.architectures.ensemble import member_prefixes
+
+    features = _feature_layers(model)
+    members = member_prefixes(model)
+    if not members:
+        return [_named_layer(model, architecture, features)]
+    return [
+        _named_layer(model, member, [layer for layer in features if layer.name.startswith(prefix)], prefix)
+        for prefix, member in members
+    ]
+
+
+def explained_layer(model: keras.Model, architecture: str | None = None) -> keras.layers.Layer:
+    """The first of :func:`explained_layers` (the only one, for a single network)."""
+    return explained_layers(model, architecture)[0]
+
+
 _probes: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _probes_lock = threading.Lock()
 
 
-def _probe(model: keras.Model, layer: keras.layers.Layer) -> keras.Model:
-    """A model from the input to (the layer's maps, the probabilities), built once per layer."""
+def _probe(model: keras.Model, chosen: list[keras.layers.Layer]) -> keras.Model:
+    """A model from the input to (each chosen layer's maps..., the probabilities), built once."""
+    key = tuple(layer.name for layer in chosen)
     with _probes_lock:
         per_model = _probes.setdefault(model, {})
-        if layer.name not in per_model:
-            per_model[layer.name] = keras.Model(model.inputs, [layer.output, model.output])
-        return per_model[layer.name]
+        if key not in per_model:
+            per_model[key] = keras.Model(model.inputs, [*(layer.output for layer in chosen), model.output])
+        return per_model[key]
 
 
 def gradcam(
@@ -94,6 +116,10 @@ def gradcam(
 ) -> np.ndarray:
     """Heatmap in [0, 1], ``float32`` of ``face``'s shape, for ``class_index`` (default: the top class).
 
+    For an ensemble, each member's map is weighed by the gradient of the ensemble's score,
+    scaled to [0, 1] on its own, resized to the face and averaged: the regions every member
+    relied on stay hot.
+
     Args:
         model: a classifier taking raw 0..255 pixels ``(N, H, W, 1)``.
         face: ``uint8`` ``(H, W)`` grayscale face, the model's input size.
@@ -103,22 +129,23 @@ def gradcam(
     Raises:
         ValueError: the model has no convolutional layer to explain.
     """
-    layer = explained_layer(model, architecture)
-    probe = _probe(model, layer)
+    chosen = explained_layers(model, architecture)
+    probe = _probe(model, chosen)
     x = tf.convert_to_tensor(face[None, ..., None], dtype=tf.float32)
     with tf.GradientTape() as tape:
-        features, probabilities = probe(x, training=False)
+        *features, probabilities = probe(x, training=False)
         index = int(tf.argmax(probabilities[0])) if class_index is None else class_index
         score = probabilities[:, index]
-    grads = tape.gradient(score, features)
-    weights = tf.reduce_mean(tf.cast(grads, tf.float32), axis=(1, 2))
-    features = tf.cast(features, tf.float32)
-    cam = tf.nn.relu(tf.reduce_sum(features * weights[:, None, None, :], axis=-1))[0].numpy()
-    if cam.max() > 0:
-        cam = cam / cam.max()
-    return cv2.resize(
-        cam.astype(np.float32), (face.shape[1], face.shape[0]), interpolation=cv2.INTER_CUBIC
-    ).clip(0, 1)
+    size = (face.shape[1], face.shape[0])
+    heat = np.zeros(face.shape[:2], np.float32)
+    for maps, grads in zip(features, tape.gradient(score, features)):
+        weights = tf.reduce_mean(tf.cast(grads, tf.float32), axis=(1, 2))
+        maps = tf.cast(maps, tf.float32)
+        cam = tf.nn.relu(tf.reduce_sum(maps * weights[:, None, None, :], axis=-1))[0].numpy()
+        if cam.max() > 0:
+            cam = cam / cam.max()
+        heat += cv2.resize(cam.astype(np.float32), size, interpolation=cv2.INTER_CUBIC).clip(0, 1)
+    return heat / len(features)
 
 
 def overlay(face: np.ndarray, heatmap: np.ndarray, alpha: float = 0.45, size: int = 192) -> np.ndarray:

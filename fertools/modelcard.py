@@ -269,11 +269,23 @@ def card_markdown(card: ModelCard) -> str:
             kept = f"best epoch {training['best_epoch']}"
         else:
             kept = "the final weights"
+        what = "its members' own runs" if training.get("members") else f"{_count(epochs, 'epoch')} ({kept})"
         lines.append(
-            f"Training: {_count(epochs, 'epoch')} ({kept}),"
+            f"Training: {what},"
             f" {training.get('seconds', 0) / 3600:.1f} h on {training.get('hardware', '?')};"
             f" TensorFlow {training.get('tensorflow', '?')}, Keras {training.get('keras', '?')}."
         )
+        if training.get("members"):
+            lines.append(
+                "Ensemble of "
+                + "; ".join(
+                    f"`{m['architecture']}` ({_count(m.get('epochs_run'), 'epoch')}, "
+                    f"{(m.get('seconds') or 0) / 3600:.1f} h; {m['accuracy']:.2%} alone, "
+                    f"{m['accuracy_flip_tta']:.2%} with flip TTA)"
+                    for m in training["members"]
+                )
+                + ": their probabilities are averaged."
+            )
         if training.get("teachers"):
             share = (training.get("config") or {}).get("distill")
             teachers = ", ".join(

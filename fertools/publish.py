@@ -4,11 +4,14 @@
 ``python -m fertools export RUN --out DIR`` calls :func:`export` for any run at any time
 (while it trains, after an interruption, or to ship it elsewhere). Both evaluate on the run's
 validation split and write the same card, so their figures cannot drift apart.
+``python -m fertools ensemble DIR DIR ... --out DIR`` calls :func:`publish_ensemble`, which
+combines trained model folders into one and writes its card the same way.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import keras
@@ -19,8 +22,8 @@ from fertools.averaging import average_summary
 from fertools.config import TrainConfig
 from fertools.data import Dataset
 from fertools.distill import describe_teachers
-from fertools.evaluate import evaluate
-from fertools.modelcard import ModelCard, Preprocessing, hardware_description, save_model_dir
+from fertools.evaluate import Evaluation, evaluate
+from fertools.modelcard import ModelCard, Preprocessing, hardware_description, load_model_dir, save_model_dir
 from fertools.runs import RunDir
 
 
@@ -52,16 +55,12 @@ def publish(
     val_set = data.subset("val")
     scored = val_set if len(val_set) else data.subset("train")
     split = "val" if len(val_set) else "train (the run had no validation faces)"
-    plain = evaluate(model, scored.images, scored.labels, data.classes)
-    flipped = evaluate(model, scored.images, scored.labels, data.classes, tta=True)
-    ten_crop = evaluate(model, scored.images, scored.labels, data.classes, views="ten_crop")
+    plain, scores = _scores(model, scored, data.classes)
     best = run.best_score() or {}
     average = average_summary(run)
     epochs_run = run.epochs_done()
     metrics = {
-        **plain.to_dict(),
-        "accuracy_flip_tta": flipped.accuracy,
-        "accuracy_ten_crop": ten_crop.accuracy,
+        **scores,
         "split": split,
         "epochs_run": epochs_run,
         # The best single epoch, even where the weight average is what ships (the card says which).
@@ -92,27 +91,8 @@ def publish(
             "keras": keras.__version__,
             **({"teachers": describe_teachers(config.teacher)} if config.teacher else {}),
         },
-        metrics={
-            k: metrics[k]
-            for k in (
-                "accuracy",
-                "accuracy_flip_tta",
-                "accuracy_ten_crop",
-                "macro_f1",
-                "per_class",
-                "confusion",
-                "n",
-                "split",
-            )
-        },
-        dataset={
-            "source": data.source,
-            "synthetic": data.synthetic,
-            "classes": list(data.classes),
-            "sizes": {name: int((data.split == name).sum()) for name in data.splits},
-            "split": "; ".join(data.notes) or "as given by the source",
-            **(about or {}),
-        },
+        metrics={k: metrics[k] for k in CARD_METRICS},
+        dataset=_describe(data, about),
         notes=list(notes or []),
     )
     if average is not None:
@@ -131,6 +111,43 @@ def publish(
         metrics["inference"] = card.inference
     save_model_dir(model, card, target)
     return metrics
+
+
+#: The figures a card keeps from :func:`_scores` (plus the split's name).
+CARD_METRICS = (
+    "accuracy",
+    "accuracy_flip_tta",
+    "accuracy_ten_crop",
+    "macro_f1",
+    "per_class",
+    "confusion",
+    "n",
+    "split",
+)
+
+
+def _scores(model: keras.Model, scored: Dataset, classes) -> tuple[Evaluation, dict]:
+    """``model`` on ``scored``'s faces: the plain result, and its figures for each inference mode."""
+    plain = evaluate(model, scored.images, scored.labels, classes)
+    flipped = evaluate(model, scored.images, scored.labels, classes, tta=True)
+    ten_crop = evaluate(model, scored.images, scored.labels, classes, views="ten_crop")
+    return plain, {
+        **plain.to_dict(),
+        "accuracy_flip_tta": flipped.accuracy,
+        "accuracy_ten_crop": ten_crop.accuracy,
+    }
+
+
+def _describe(data: Dataset, about: dict | None) -> dict:
+    """The card's ``dataset`` section: where the faces came from and how they were split."""
+    return {
+        "source": data.source,
+        "synthetic": data.synthetic,
+        "classes": list(data.classes),
+        "sizes": {name: int((data.split == name).sum()) for name in data.splits},
+        "split": "; ".join(data.notes) or "as given by the source",
+        **(about or {}),
+    }
 
 
 def rebuild(run: RunDir, data: Dataset) -> tuple[keras.Model, TrainConfig]:
@@ -188,3 +205,104 @@ def export(
         about=about,
         measure_inference=True,
     )
+
+
+def _crop(preprocessing: Preprocessing) -> tuple:
+    """What decides the pixels a network sees (not the card's descriptive text)."""
+    p = preprocessing
+    return (p.face_margin, p.color, p.resize_shrink, p.resize_enlarge, p.align)
+
+
+def publish_ensemble(
+    member_dirs: Sequence[str | os.PathLike],
+    dataset: Dataset,
+    out_dir: str | os.PathLike,
+    *,
+    command: str = "",
+    note: str = "",
+    about: dict | None = None,
+) -> dict:
+    """Combine trained model folders into one ensemble model folder, measured on ``dataset``'s val split.
+
+    The members must share classes, input size and preprocessing. The card records each
+    member's origin (command, training time, its own accuracy on the same faces) and the
+    ensemble's figures for every inference mode, as :func:`publish` does for one network.
+    Returns the metrics.
+
+    Raises:
+        ExportError: fewer than two members, members that disagree, classes that differ
+            from the dataset's, or a dataset without validation faces.
+        fertools.modelcard.ModelLoadError: a member folder that cannot be loaded.
+    """
+    from fertools.architectures.ensemble import combine
+    from fertools.engine import measure_engine
+
+    if len(member_dirs) < 2:
+        raise ExportError("an ensemble needs at least two model folders.")
+    loaded = [load_model_dir(path) for path in member_dirs]
+    first = loaded[0][1]
+    for path, (_, card) in zip(member_dirs, loaded):
+        if card.architecture == "ensemble":
+            raise ExportError(f"{path} is already an ensemble; list its members instead.")
+        if card.classes != first.classes or card.input_shape != first.input_shape:
+            raise ExportError(
+                f"{path} and {member_dirs[0]} do not classify the same classes at the same input size."
+            )
+        if _crop(card.preprocessing) != _crop(first.preprocessing):
+            raise ExportError(
+                f"{path} and {member_dirs[0]} crop faces differently, so they cannot share an input."
+            )
+    if list(dataset.classes) != list(first.classes):
+        raise ExportError(f"the data's classes {list(dataset.classes)} are not the members' {first.classes}.")
+    scored = dataset.subset("val")
+    if not len(scored):
+        raise ExportError("the data has no validation faces to measure the ensemble on.")
+
+    members = []
+    for path, (network, card) in zip(member_dirs, loaded):
+        _, own = _scores(network, scored, dataset.classes)
+        training = card.training or {}
+        members.append(
+            {
+                "path": str(path),
+                "name": card.name,
+                "architecture": card.architecture,
+                "parameters": card.parameters,
+                "command": training.get("command", ""),
+                "epochs_run": training.get("epochs_run"),
+                "seconds": training.get("seconds", 0),
+                "hardware": training.get("hardware", ""),
+                "trained_on": (card.dataset or {}).get("sizes", {}),
+                **{key: own[key] for key in ("accuracy", "accuracy_flip_tta", "accuracy_ten_crop")},
+            }
+        )
+    architectures = [card.architecture for _, card in loaded]
+    model = combine([network for network, _ in loaded], architectures)
+    plain, scores = _scores(model, scored, dataset.classes)
+    metrics = {**scores, "split": "val"}
+    target = Path(out_dir)
+    card = ModelCard(
+        name=target.name,
+        architecture="ensemble",
+        classes=list(first.classes),
+        input_shape=list(first.input_shape),
+        parameters=int(model.count_params()),
+        preprocessing=first.preprocessing,
+        training={
+            "config": {"architecture": "ensemble", "model_kwargs": {"members": architectures}},
+            "command": command,
+            "members": members,
+            "seconds": round(sum(member["seconds"] or 0 for member in members), 1),
+            "hardware": hardware_description(),
+            "tensorflow": tf.__version__,
+            "keras": keras.__version__,
+        },
+        metrics={k: metrics[k] for k in CARD_METRICS},
+        dataset=_describe(dataset, about),
+        notes=[note] if note else [],
+    )
+    card.inference = measure_engine(model, scored.images, scored.labels)
+    metrics["inference"] = card.inference
+    metrics["members"] = members
+    save_model_dir(model, card, target)
+    return metrics
