@@ -425,10 +425,12 @@ class RunDir:
         started = _finite(status.get("started"))
         if started is None:
             return 0.0
-        ends = [_finite(status.get("updated")) or started]
         finished = _finite(status.get("finished"))
         if finished is not None and finished >= started:
-            ends.append(finished)
-        with contextlib.suppress(OSError):
-            ends.append((self.path / HISTORY).stat().st_mtime)
+            # A finished run ended then: a copied folder's file times say when it was copied.
+            ends = [finished]
+        else:
+            ends = [_finite(status.get("updated")) or started]
+            with contextlib.suppress(OSError):
+                ends.append((self.path / HISTORY).stat().st_mtime)
         return float(_finite(status.get("earlier_seconds")) or 0.0) + max(0.0, max(ends) - started)

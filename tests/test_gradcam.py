@@ -10,8 +10,8 @@ import textwrap
 import numpy as np
 import pytest
 
-from fertools.constants import PROJECT_ROOT
 from fertools.architectures.ensemble import member_prefix
+from fertools.constants import PROJECT_ROOT
 from fertools.gradcam import explained_layer, explained_layers, gradcam, overlay
 from fertools.models import create, get_spec, list_models
 from fertools.runtime import worker_environment

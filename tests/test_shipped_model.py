@@ -21,11 +21,22 @@ def test_shipped_model_loads_with_safe_mode_and_has_a_complete_card():
     for key in ("accuracy", "accuracy_flip_tta", "accuracy_ten_crop", "per_class", "confusion"):
         assert key in card["metrics"], key
     assert set(card["metrics"]["per_class"]) == set(FER2013_CLASSES)
-    # One command reproduces it: the preset of its own architecture, on FER2013's standard
-    # protocol (all 28,709 Training faces; measured on PublicTest's 3,589).
-    assert card["training"]["command"].startswith(
-        f"python -m fertools train --preset {card['architecture']} "
-    )
+    # Commands reproduce it, on FER2013's standard protocol (measured on PublicTest's 3,589):
+    # a network is its architecture's preset; an ensemble is each member's preset, then
+    # 'fertools ensemble' over the members' folders.
+    training = card["training"]
+    if card["architecture"] == "ensemble":
+        members = training["members"]
+        assert training["command"].startswith("python -m fertools ensemble ")
+        assert [m["architecture"] for m in members] == training["config"]["model_kwargs"]["members"]
+        assert all(m["path"] in training["command"] for m in members)
+        for member in members:
+            assert member["command"].startswith(
+                f"python -m fertools train --preset {member['architecture']} "
+            )
+            assert member["accuracy"] < card["metrics"]["accuracy"], member["name"]
+    else:
+        assert training["command"].startswith(f"python -m fertools train --preset {card['architecture']} ")
     assert card["dataset"]["sizes"] == {"train": 28709, "val": 3589}
     assert card["metrics"]["n"] == 3589
     assert (DEFAULT_MODEL_DIR / MODEL_FILE).stat().st_size <= 20 * 1024 * 1024
