@@ -230,7 +230,7 @@ def publish_ensemble(
     Returns the metrics.
 
     Raises:
-        ExportError: fewer than two members, members that disagree, classes that differ
+        ExportError: fewer than two members, a member listed twice or written over, members that disagree, classes that differ
             from the dataset's, or a dataset without validation faces.
         fertools.modelcard.ModelLoadError: a member folder that cannot be loaded.
     """
@@ -239,6 +239,11 @@ def publish_ensemble(
 
     if len(member_dirs) < 2:
         raise ExportError("an ensemble needs at least two model folders.")
+    resolved = [Path(path).resolve() for path in member_dirs]
+    if len(set(resolved)) < len(resolved):
+        raise ExportError("a model folder is listed twice; an ensemble needs different networks.")
+    if Path(out_dir).resolve() in resolved:
+        raise ExportError(f"{out_dir} is one of the members; write the ensemble to a new folder.")
     loaded = [load_model_dir(path) for path in member_dirs]
     first = loaded[0][1]
     for path, (_, card) in zip(member_dirs, loaded):

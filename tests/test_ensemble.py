@@ -113,7 +113,12 @@ def test_publish_ensemble_refuses_members_that_disagree(tmp_path, tiny_builtin):
         publish_ensemble([one, other], tiny_builtin, tmp_path / "out")
     with pytest.raises(ExportError, match="at least two"):
         publish_ensemble([one], tiny_builtin, tmp_path / "out")
+    with pytest.raises(ExportError, match="listed twice"):
+        publish_ensemble([one, tmp_path / "one" / "."], tiny_builtin, tmp_path / "out")
     assert not (tmp_path / "out").exists()
+    with pytest.raises(ExportError, match="is one of the members"):
+        publish_ensemble([one, other], tiny_builtin, one)
+    assert load_model_dir(one)[1].architecture == "default"  # the member is untouched
 
 
 def test_the_cli_says_in_one_line_why_it_cannot_combine(tmp_path, capsys):
