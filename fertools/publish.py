@@ -230,8 +230,9 @@ def publish_ensemble(
     Returns the metrics.
 
     Raises:
-        ExportError: fewer than two members, a member listed twice or written over, members that disagree, classes that differ
-            from the dataset's, or a dataset without validation faces.
+        ExportError: fewer than two members, a member listed twice or written over, members
+            that disagree, classes that differ from the dataset's, or a dataset without
+            validation faces.
         fertools.modelcard.ModelLoadError: a member folder that cannot be loaded.
     """
     from fertools.architectures.ensemble import combine
