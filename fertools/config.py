@@ -245,6 +245,9 @@ PRESETS: dict[str, TrainConfig] = {
     # restarts that each end in a usable model, trained on all of Training and selected on
     # PublicTest (data/fer2013/val).
     "wide": replace(_DEFAULT_RECIPE, architecture="wide", epochs=200, cycle_epochs=(40, 60, 100)),
+    # The third member, built unlike the other two (residual blocks, strided convolutions) so that
+    # it errs differently; one cosine cycle short enough to train within a session on a CPU.
+    "resnet": replace(_DEFAULT_RECIPE, architecture="resnet", epochs=50, cycle_epochs=(), average_epochs=8),
     "quick": TrainConfig(architecture="default", epochs=3, batch_size=64, augment=None),
     # Classroom presets: short runs without augmentation (on a 4-epoch FER2013 run the default
     # augmentation cost 17 points: 34.4% against 51.5%; it pays off over tens of epochs).

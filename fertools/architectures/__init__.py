@@ -1,3 +1,3 @@
 """Architectures; importing this package registers every one of them."""
 
-from fertools.architectures import default, ensemble, seeds, transfer  # noqa: F401
+from fertools.architectures import default, ensemble, resnet, seeds, transfer  # noqa: F401
