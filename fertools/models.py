@@ -95,10 +95,17 @@ def pixel_input(input_shape: tuple[int, int, int]) -> tuple[keras.KerasTensor, k
 
 
 def conv_bn_relu(
-    x: keras.KerasTensor, filters: int, name: str, kernel_size: int = 3, use_bias: bool = True
+    x: keras.KerasTensor,
+    filters: int,
+    name: str,
+    kernel_size: int = 3,
+    use_bias: bool = True,
+    strides: int = 1,
 ) -> keras.KerasTensor:
     """Conv2D (same padding) -> BatchNormalization -> ReLU, with layers named ``{name}_conv/_bn/_relu``."""
-    x = layers.Conv2D(filters, kernel_size, padding="same", use_bias=use_bias, name=f"{name}_conv")(x)
+    x = layers.Conv2D(
+        filters, kernel_size, strides=strides, padding="same", use_bias=use_bias, name=f"{name}_conv"
+    )(x)
     x = layers.BatchNormalization(name=f"{name}_bn")(x)
     return layers.Activation("relu", name=f"{name}_relu")(x)
 
