@@ -154,6 +154,17 @@ def test_page_renders_with_no_runs(tiny_source):
     assert button(at, "Start training")
 
 
+def test_resnet_preset_fills_its_single_cycle_and_says_what_it_measured(tiny_source):
+    at = app(tiny_source).run()
+    at.selectbox(key="train_preset").set_value("resnet").run()
+    assert not at.exception, at.exception
+    assert at.selectbox(key="train_arch").value == "resnet"
+    assert at.number_input(key="train_epochs").value == PRESETS["resnet"].epochs == 50
+    assert at.text_input(key="train_cycles").value == ""
+    assert at.number_input(key="train_average").value == 8
+    assert "64.5% on PublicTest" in texts(at)
+
+
 def test_bad_dataset_is_one_sentence(tiny_source, ferlab_dirs):
     at = app(str(ferlab_dirs["data"] / "missing.csv")).run()
     assert not at.exception, at.exception
