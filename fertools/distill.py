@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -54,9 +54,16 @@ def teacher_key(teachers: Sequence[str], views: str, labels: np.ndarray) -> str:
 
 
 def teacher_probabilities(
-    teachers: Sequence[str], faces: np.ndarray, classes: Sequence[str], views: str = "mirror"
+    teachers: Sequence[str],
+    faces: np.ndarray,
+    classes: Sequence[str],
+    views: str = "mirror",
+    progress: Callable[[int, int], None] | None = None,
 ) -> np.ndarray:
     """The teachers' mean class probabilities (N, classes) for ``uint8`` faces (N, s, s).
+
+    ``progress(done, total)``, when given, is called after each chunk of faces a teacher answers,
+    counting faces times teachers (ten crops of a 28,709-face split take minutes on a CPU).
 
     Raises:
         ValueError: a teacher cannot be loaded, or names other classes (or another order) than
@@ -68,6 +75,7 @@ def teacher_probabilities(
     from fertools.modelcard import ModelLoadError, load_model_dir
 
     total = np.zeros((len(faces), len(classes)), dtype="float64")
+    done = 0
     for teacher in teachers:
         try:
             model, card = load_model_dir(teacher)
@@ -86,6 +94,9 @@ def teacher_probabilities(
         for start in range(0, len(faces), CHUNK_FACES):
             chunk = faces[start : start + CHUNK_FACES]
             total[start : start + len(chunk)] += predict_proba(model, chunk, views=views)
+            done += len(chunk)
+            if progress is not None:
+                progress(done, len(faces) * len(teachers))
         del model
         keras.backend.clear_session()
     return (total / max(1, len(teachers))).astype("float32")
@@ -122,12 +133,20 @@ def soft_targets(labels: np.ndarray, teacher: np.ndarray, distill: float) -> np.
 
 
 def training_targets(
-    config, run, faces: np.ndarray, labels: np.ndarray, classes: Sequence[str]
+    config,
+    run,
+    faces: np.ndarray,
+    labels: np.ndarray,
+    classes: Sequence[str],
+    progress: Callable[[int, int], None] | None = None,
 ) -> np.ndarray:
-    """The run's soft targets for its training faces: from the run folder's cache, else computed and cached."""
+    """The run's soft targets for its training faces: from the run folder's cache, else computed and cached.
+
+    ``progress(done, total)`` hears of each chunk the teachers answer (faces times teachers).
+    """
     key = teacher_key(config.teacher, config.teacher_views, labels)
     teacher = run.read_teacher_targets(key)
     if teacher is None or teacher.shape != (len(faces), len(classes)):
-        teacher = teacher_probabilities(config.teacher, faces, classes, config.teacher_views)
+        teacher = teacher_probabilities(config.teacher, faces, classes, config.teacher_views, progress)
         run.write_teacher_targets(key, teacher)
     return soft_targets(labels, teacher, config.distill)

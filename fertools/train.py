@@ -443,8 +443,14 @@ def train(
     try:
         targets = None
         if config.teacher:  # distillation: the teachers' predictions join the labels (in float32)
-            run.update_status("running", phase="asking the teachers")
-            targets = distill.training_targets(config, run, train_set.images, train_set.labels, data.classes)
+
+            def asked(done: int, total: int) -> None:
+                run.update_status("running", phase="asking the teachers", teacher_progress=[done, total])
+
+            asked(0, len(train_set) * len(config.teacher))
+            targets = distill.training_targets(
+                config, run, train_set.images, train_set.labels, data.classes, progress=asked
+            )
             run.update_status("running", phase="training")
         # 2. The trainer: network, augmentation, optimizer, under the run's precision.
         keras.mixed_precision.set_global_policy(precision_policy(config))

@@ -209,6 +209,30 @@ def test_live_view_of_a_running_run_and_cancel(tiny_source, ferlab_dirs, fake_wo
     assert not [b for b in at.button if b.label == "Cancel this run"]
 
 
+def test_a_distilled_run_shows_its_teachers_progress_before_training(tiny_source, ferlab_dirs, fake_worker):
+    run_id = fake_running_run(ferlab_dirs["runs"], fake_worker)
+    run_dir = ferlab_dirs["runs"] / run_id
+    (run_dir / "progress.json").unlink()  # no epoch yet: the teachers are still answering
+    status = {"state": "running", "pid": fake_worker, "started": time.time() - 50}
+    (run_dir / "status.json").write_text(
+        json.dumps({**status, "phase": "asking the teachers", "teacher_progress": [6144, 25000]})
+    )
+    at = app(tiny_source).run()
+    assert not at.exception, at.exception
+    [bar] = at.get("progress")
+    assert bar.value == 24  # 6,144 of 25,000
+    assert "the teachers have answered 6,144 of 25,000 faces" in bar.proto.text
+    assert "Starting: loading TensorFlow" not in texts(at)
+
+    # A garbled count is no reason to break the page: it says the run is starting.
+    (run_dir / "status.json").write_text(
+        json.dumps({**status, "phase": "asking the teachers", "teacher_progress": ["x", -1]})
+    )
+    at = app(tiny_source).run()
+    assert not at.exception, at.exception
+    assert "Starting: loading TensorFlow" in texts(at) and not at.get("progress")
+
+
 def test_results_of_a_finished_run_then_delete_it(tiny_source, tiny_builtin, ferlab_dirs):
     run_id = fake_finished_run(ferlab_dirs["runs"], tiny_builtin)
     at = app(tiny_source).run()

@@ -74,6 +74,20 @@ def test_teachers_are_averaged_over_their_views(tmp_path, tiny_model_dir, tiny_b
     assert np.allclose(found, expected, atol=1e-5)
 
 
+def test_the_teachers_report_their_progress_chunk_by_chunk(tmp_path, tiny_builtin, monkeypatch):
+    monkeypatch.setattr(distill, "CHUNK_FACES", 4)
+    happy, sad = one_class_teacher(tmp_path / "happy"), one_class_teacher(tmp_path / "sad", winner=4)
+    heard = []
+    distill.teacher_probabilities(
+        [str(happy), str(sad)],
+        tiny_builtin.images[:10],
+        FER2013_CLASSES,
+        "one",
+        progress=lambda *n: heard.append(n),
+    )
+    assert heard == [(4, 20), (8, 20), (10, 20), (14, 20), (18, 20), (20, 20)]
+
+
 def test_a_teacher_of_other_classes_is_refused_in_one_sentence(tmp_path, tiny_builtin):
     other = one_class_teacher(tmp_path / "other", classes=("cat", "dog"), winner=0)
     with pytest.raises(ValueError, match=r"knows the classes \['cat', 'dog'\], not this dataset's"):
@@ -121,6 +135,8 @@ def test_a_student_learns_what_its_teacher_says(tmp_path, tiny_builtin):
     config = student_config(epochs=8, teacher=(str(happy),), distill=1.0, val_fraction=0.0)
     result = train.train(faces, config, tmp_path / "run")
     assert result.status == "finished"
+    # The run's status told the page how far the teachers had got (all of them, by now).
+    assert RunDir(tmp_path / "run").read_status()["teacher_progress"] == [len(faces), len(faces)]
     model, card = load_model_dir(tmp_path / "run" / "model")
     predicted = model.predict(faces.images[..., None], verbose=0).argmax(axis=1)
     assert (predicted == HAPPY).mean() > 0.8

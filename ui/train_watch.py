@@ -80,7 +80,16 @@ def run_status(run: jobs.RunInfo, allowed: jobs.Permissions) -> None:
             "and this one starts when a slot is free."
         )
     elif run.state == "running" and run.progress is None:
-        st.info("Starting: loading TensorFlow and the data…")
+        asked = teachers_progress(run)
+        if asked is None:
+            st.info("Starting: loading TensorFlow and the data…")
+        else:
+            done, total = asked
+            st.progress(
+                done / total,
+                text=f"Distillation: the teachers have answered {done:,} of {total:,} faces "
+                "(once per run; training starts after them)…",
+            )
     elif run.state == "running":
         progress_panel(run)
     elif run.state == "failed" and allowed.manages:
@@ -89,6 +98,22 @@ def run_status(run: jobs.RunInfo, allowed: jobs.Permissions) -> None:
         st.error("This run failed.")
     elif run.state == "cancelled":
         st.warning(f"{(run.reason or 'cancelled').capitalize()}.")
+
+
+def teachers_progress(run: jobs.RunInfo) -> tuple[int, int] | None:
+    """(faces answered, faces to answer) while a distilled run's teachers are at work, else None."""
+    status = run.run.read_status()
+    asked = status.get("teacher_progress")
+    if status.get("phase") != "asking the teachers" or not isinstance(asked, list) or len(asked) != 2:
+        return None
+    done, total = asked
+    if (
+        not all(isinstance(n, int) and not isinstance(n, bool) for n in asked)
+        or not 0 <= done <= total
+        or total == 0
+    ):
+        return None
+    return done, total
 
 
 def progress_panel(run: jobs.RunInfo) -> None:
