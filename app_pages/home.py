@@ -6,6 +6,7 @@ import streamlit as st
 
 from fertools.constants import data_dir
 from ui.common import BUILTIN, current_card, page_setup
+from ui.identity import literal
 from ui.pages import PAGES
 
 
@@ -36,9 +37,9 @@ def status_card(column, title: str, value: str, detail: str = "", help_text: str
     """A bordered box: a small title, the value in bold (wrapping, never cut off), a detail line."""
     with column.container(border=True, height="stretch"):
         st.caption(title, help=help_text)
-        st.markdown(f"**{value}**")
+        st.markdown(f"**{literal(value)}**")  # a dataset's file name, a run's name: plain text
         if detail:
-            st.caption(detail)
+            st.caption(literal(detail))
 
 
 st.subheader("Right now")

@@ -24,6 +24,22 @@ FER2013_CLASSES: tuple[str, ...] = (
     "neutral",
 )
 
+
+def class_names_problem(classes: object) -> str | None:
+    """Why ``classes`` cannot name a dataset's or a model's classes (a phrase), or None if they can.
+
+    Class names are a non-empty sequence of distinct strings, none of them blank: a folder named
+    " " or an ``.npz`` listing "" would otherwise train a model whose card cannot be read back.
+    """
+    if not isinstance(classes, (list, tuple)) or not classes:
+        return "no class names"
+    if not all(isinstance(name, str) and name.strip() for name in classes):
+        return "a class name that is blank or not text"
+    if len(set(classes)) != len(classes):
+        return "the same class name twice"
+    return None
+
+
 #: Where FER2013 comes from and on what terms; model cards of FER2013-trained models carry it.
 FER2013_ABOUT = {
     "origin": (

@@ -38,6 +38,7 @@ import math
 import mmap
 import os
 import struct
+import threading
 import zipfile
 import zlib
 from collections import Counter
@@ -49,7 +50,7 @@ from pathlib import Path
 import numpy as np
 
 from fertools import limits
-from fertools.constants import FER2013_CLASSES, IMAGE_SIZE, NUM_PIXELS, SPLITS, cache_dir
+from fertools.constants import FER2013_CLASSES, IMAGE_SIZE, NUM_PIXELS, SPLITS, cache_dir, class_names_problem
 from fertools.images import ImageError, ImageTooLarge
 from fertools.images import decode as decode_image
 from fertools.limits import describe_bytes
@@ -102,6 +103,13 @@ class Dataset:
     source: str = ""
     synthetic: bool = False
     notes: tuple[str, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        problem = class_names_problem(self.classes)
+        if problem:
+            raise DatasetError(
+                f"{self.source or 'The dataset'} has {problem}, so FER Lab cannot train on it."
+            )
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
@@ -294,6 +302,8 @@ def _line_spans(data: bytes, name: str) -> list[tuple[int, int]]:
     max_line, max_lines = limits.MAX_CSV_LINE_BYTES, limits.MAX_CSV_ROWS + 1  # + the header
     spans = []
     start, size, count = 0, len(data), 0
+    if data[:3] == b"\xef\xbb\xbf":  # a UTF-8 byte order mark (Excel's "CSV UTF-8") is no part of the first line
+        start = 3
     while start < size:
         count += 1
         if count > max_lines:
@@ -633,12 +643,13 @@ def _layout_entries(
         entries = [(parts[1:], handle) for parts, handle in entries]
     result = []
     for parts, handle in entries:
-        if len(parts) >= 3 and parts[-3].lower() in _SPLIT_DIRS:
-            result.append((_SPLIT_DIRS[parts[-3].lower()], _match_class(parts[-2]), handle))
-        elif len(parts) >= 2:
-            result.append(("train", _match_class(parts[-2]), handle))
-        else:
+        cls = _match_class(parts[-2]) if len(parts) >= 2 else ""
+        if not cls:  # no folder, or one whose name is blank (" "): no class to learn
             rejected.append(Rejection("/".join(parts), "image outside a class folder"))
+        elif len(parts) >= 3 and parts[-3].lower() in _SPLIT_DIRS:
+            result.append((_SPLIT_DIRS[parts[-3].lower()], cls, handle))
+        else:
+            result.append(("train", cls, handle))
     return result, rejected
 
 
@@ -685,6 +696,8 @@ def _decode_all(
     ok = np.zeros(len(entries), dtype=bool)
     reasons: dict[int, str] = {}
     refusals: list[DatasetError] = []
+    decoded = [0]  # pixels decoded so far, both threads together (under ``counting``)
+    counting = threading.Lock()
 
     def decode(lo: int) -> None:
         # One task per chunk of files: a task per file costs more in thread hand-offs
@@ -706,6 +719,17 @@ def _decode_all(
                 continue
             except DatasetError as error:  # a damaged zip member
                 refusals.append(error)
+                return
+            with counting:
+                decoded[0] += image.size
+                over = decoded[0] > limits.MAX_DATASET_PIXELS
+            if over:
+                refusals.append(
+                    DatasetError(
+                        f"{source}'s images hold more than {limits.MAX_DATASET_PIXELS:,} pixels in all, "
+                        "FER Lab's limit for one dataset: shrink them to face size (48x48 is enough)."
+                    )
+                )
                 return
             images[i] = to_face(image)
             ok[i] = True
@@ -1022,8 +1046,9 @@ def load_npz(path: str | os.PathLike | io.BytesIO, name: str | None = None) -> D
     images, labels = arrays["images"], arrays["labels"]
     count = len(images)
     classes = tuple(arrays["classes"].tolist()) if "classes" in arrays else FER2013_CLASSES
-    if not classes or len(set(classes)) != len(classes):
-        raise DatasetError(f"{label} has no class names, or the same name twice.")
+    problem = class_names_problem(classes)
+    if problem:
+        raise DatasetError(f"{label} has {problem}.")
     if len(labels) != count:
         raise DatasetError(f"{label} has {len(labels):,} labels for {count:,} images.")
     if count and (int(labels.min()) < 0 or int(labels.max()) >= len(classes)):

@@ -141,7 +141,9 @@ class HaarFaceDetector:
         if self.max_side and max(height, width) > self.max_side:
             scale = self.max_side / max(height, width)
             gray = cv2.resize(
-                gray, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA
+                gray,
+                (max(1, round(width * scale)), max(1, round(height * scale))),
+                interpolation=cv2.INTER_AREA,
             )
         gray = cv2.equalizeHist(gray)
         smallest = max(12, int(self.min_face * scale))

@@ -27,6 +27,10 @@ MiB = 1 << 20
 MAX_FACES = 80_000
 #: Class names in one dataset: FER sets have 7 or 8; beyond this a folder tree is no FER set.
 MAX_CLASSES = 1_000
+#: Pixels decoded for one folder or zip of images, all images together: FER2013's are 66
+#: million; 80,000 faces of 224x224 are 4.0 billion. A flat 7000x7000 PNG is 61 KB, so without
+#: this a 200 MB zip of them would keep the server decoding for minutes.
+MAX_DATASET_PIXELS = 4_000_000_000
 
 # --- uploads and CSV -----------------------------------------------------------------------
 

@@ -17,6 +17,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from fertools.constants import class_names_problem
+
 if TYPE_CHECKING:  # reading a card must not cost a TensorFlow import (the CLI, the app's model lists)
     import keras
 
@@ -207,12 +209,7 @@ def check_card_fits(model, card: ModelCard, path: str | os.PathLike) -> None:
             shape, differs from the network's.
     """
     classes = card.classes
-    if (
-        not isinstance(classes, list)
-        or not classes
-        or not all(isinstance(name, str) and name for name in classes)
-        or len(set(classes)) != len(classes)
-    ):
+    if not isinstance(classes, list) or class_names_problem(classes):
         raise ModelLoadError(f"the card in {path} does not list its classes as distinct names.")
     outputs = model.output_shape
     if not isinstance(outputs, tuple) or len(outputs) != 2 or outputs[1] != len(classes):

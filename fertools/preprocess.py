@@ -149,18 +149,6 @@ def crop_aligned_face(
     return big if steps == 1 else cv2.resize(big, (size, size), interpolation=cv2.INTER_AREA)
 
 
-def decode_image(data: bytes) -> np.ndarray | None:
-    """Decode image bytes with :func:`fertools.images.decode` to an upright BGR ``uint8`` (H, W, 3) frame.
-
-    None if the bytes are no image, a truncated one, or one above the limits of
-    :mod:`fertools.limits`; callers that show the reason use :func:`images.decode` itself.
-    """
-    try:
-        return images.decode(data)
-    except images.ImageError:
-        return None
-
-
 #: Longest side a photo is shrunk to before detection: a 12-megapixel phone picture
 #: costs seconds to search for faces and shows nothing more at screen size.
 PHOTO_MAX_SIDE = 1280

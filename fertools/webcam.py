@@ -31,6 +31,7 @@ in :mod:`ui.webcam_view`, :mod:`ui.webrtc` and :mod:`ui.webcam_charts`.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import threading
 import time
@@ -57,6 +58,8 @@ from fertools.faces import (
 )
 from fertools.recognize import FaceResult, Recognizer, draw_faces
 from fertools.tracking import FaceTracker, Track
+
+log = logging.getLogger(__name__)
 
 #: BlazeFace's short-range model finds faces from about a fifth of the frame's longest side up
 #: (on the sample portraits: found at 20%, missed at 15%); below that the full-range model
@@ -273,7 +276,10 @@ class FrameProcessor:
         try:
             results = recognizer.analyze(frame, detector=detector, timings=spent)
         except Exception as error:  # noqa: BLE001 - a broken frame must not end the stream; the page shows why
-            self._publish_error(start, generation, f"{type(error).__name__}: {error}", frame)
+            # The page shows one sentence; the details (library messages, paths) stay in the server's log.
+            log.exception("a webcam frame of %s could not be analysed", frame.shape)
+            message = f"a frame of {frame.shape[1]}x{frame.shape[0]} pixels failed ({type(error).__name__})"
+            self._publish_error(start, generation, message, frame)
             return frame
         classes = recognizer.classes
 

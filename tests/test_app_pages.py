@@ -8,6 +8,7 @@ model copied into the temporary runs folder, not the shipped one.
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -58,6 +59,22 @@ def test_home(tiny_csv):
         "validation accuracy" in caption.value or "not evaluated" in caption.value for caption in at.caption
     )
     assert len(at.get("page_link")) >= 3  # Dataset, Augmentation, Photo (Train and Webcam when present)
+
+
+def test_home_shows_a_models_name_as_plain_text(tiny_csv, tiny_model_dir, ferlab_dirs):
+    # A run's name is what its owner typed; a classmate who uses the shared model sees it here.
+    model_dir = ferlab_dirs["runs"] / "named" / "model"
+    shutil.copytree(tiny_model_dir, model_dir)
+    card = json.loads((model_dir / "card.json").read_text())
+    (model_dir / "card.json").write_text(
+        json.dumps({**card, "name": "**x** ![t](https://example.invalid/t.png)"})
+    )
+    at = app("app.py")
+    at.session_state["model_dir"] = str(model_dir)
+    at.run()
+    assert not at.exception, at.exception
+    shown = [element.value for element in at.markdown]
+    assert any(text.startswith("**\\*\\*x\\*\\* \\!\\[t\\]\\(https") for text in shown), shown
 
 
 def test_the_frame_starts_without_tensorflow_so_a_first_visit_shows_at_once():

@@ -12,12 +12,14 @@ import shutil
 from pathlib import Path
 
 import cv2
+import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
 from fertools import faces
 from fertools.faces import Detection
 from fertools.samples import sample_photo
+from ui import photo_view
 from ui.model_notes import SYNTHETIC_MODEL
 
 PAGE = str(Path(__file__).resolve().parent.parent / "app_pages" / "4_Photo.py")
@@ -145,3 +147,32 @@ def test_the_ten_crop_help_quotes_the_models_own_card(app, model_dir):
     assert "on this model's 3589 validation faces 63.8% against 62.5% with the mirror image alone" in (
         app.toggle(key="photo_ten_crop").help
     )
+
+
+def test_a_strip_used_whole_as_one_face_is_shown_at_a_bounded_size(app):
+    app.run()
+    strip = cv2.imencode(".png", np.full((1, 20000, 3), 128, np.uint8))[1].tobytes()
+    upload(app, "strip.png", strip)  # shrunk to 1x1280: no face in it
+    app.checkbox(key="photo_whole_image").check().run()
+    assert not app.exception, app.exception
+    assert "The whole 20000×1 picture, used as one face" in texts(app)
+    assert app.subheader[0].value.startswith("Face 1: ")
+
+
+@pytest.mark.parametrize(("shape", "factor"), [((48, 48), 6), ((1, 1280), 1), ((1, 20), 64), ((400, 300), 1)])
+def test_a_whole_picture_is_enlarged_to_be_seen_but_never_beyond_the_photo_size(shape, factor):
+    assert photo_view.enlargement(shape) == factor
+    assert max(shape) * factor <= max(1280, max(shape))
+
+
+def test_a_models_class_names_are_shown_as_plain_text(app, model_dir):
+    card = json.loads((model_dir / "card.json").read_text())
+    card["classes"] = [f"![t{i}](https://example.invalid/{i}.png) :red[**{i}**]" for i in range(7)]
+    (model_dir / "card.json").write_text(json.dumps(card))
+    app.run()
+    app.radio(key="photo_kind").set_value("48×48 crop").run()
+    assert not app.exception, app.exception
+    heading = app.subheader[0].value
+    assert (
+        heading.startswith("Face 1: \\!\\[t") and "\\:red\\[\\*\\*" in heading
+    )  # escaped, so shown as typed

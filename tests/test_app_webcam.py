@@ -256,3 +256,39 @@ def test_the_engine_fallback_is_shown(app, streamer, engine_fallback):
     assert not app.exception, app.exception
     assert "could not be built" in texts(app)
     assert SYNTHETIC_MODEL not in texts(app)
+
+
+def test_a_hosted_snapshot_counts_against_the_upload_quota(app, streamer, monkeypatch):
+    monkeypatch.setenv("FERLAB_HOSTED", "1")
+    monkeypatch.setenv("FERLAB_MAX_UPLOAD_MB", "1")
+    app.run()
+    app.toggle(key="webcam_use_snapshots").set_value(True)
+    app.run()
+    noise = np.random.default_rng(0).integers(0, 256, (900, 900, 3), dtype=np.uint8)
+    big = cv2.imencode(".jpg", noise, [cv2.IMWRITE_JPEG_QUALITY, 100])[1].tobytes()  # over 1 MB alone
+    assert len(big) > 1 << 20
+    app.camera_input(key="webcam_snapshot").set_value(("shot.jpg", big, "image/jpeg"))
+    app.run()
+    assert not app.exception, app.exception
+    [error] = [e.value for e in app.error]
+    assert error.startswith("The snapshot cannot be analysed: This upload would bring what you uploaded")
+    assert "FERLAB_MAX_UPLOAD_MB=1" in error and not app.metric
+
+
+def test_a_huge_flat_snapshot_is_shrunk_before_detection(app, streamer, monkeypatch):
+    from fertools.webcam import FrameProcessor
+
+    seen, snapshot = [], FrameProcessor.snapshot
+    monkeypatch.setattr(
+        FrameProcessor, "snapshot", lambda self, image: seen.append(image.shape) or snapshot(self, image)
+    )
+    app.run()
+    app.toggle(key="webcam_use_snapshots").set_value(True)
+    app.run()
+    flat = cv2.imencode(".jpg", np.full((7000, 5000, 3), 90, np.uint8))[1].tobytes()  # a few hundred KB
+    assert len(flat) < 1 << 20
+    app.camera_input(key="webcam_snapshot").set_value(("shot.jpg", flat, "image/jpeg"))
+    app.run()
+    assert not app.exception, app.exception
+    assert seen == [(1280, 914, 3)]  # decoded shrunk, like a photo, not as 105 MB of pixels
+    assert any("No face found" in info.value for info in app.info)

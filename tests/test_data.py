@@ -166,6 +166,20 @@ def test_wide_csv_string_labels_any_case(tmp_path, header):
     np.testing.assert_array_equal(dataset.images.reshape(7, -1), pixels)
 
 
+@pytest.mark.parametrize("header", [True, False], ids=["header", "no-header"])
+def test_a_byte_order_mark_costs_no_face(tmp_path, header):
+    # Excel's "CSV UTF-8" starts the file with one: the first row (or the header) stays whole.
+    pixels = random_pixels(5, seed=4)
+    names = ["angry", "fear", "happy", "sad", "neutral"]
+    path = tmp_path / "excel.csv"
+    path.write_bytes(b"\xef\xbb\xbf" + wide_text(pixels, names, header).encode())
+
+    dataset = data.load(path)
+
+    assert len(dataset) == 5 and dataset.rejected == ()
+    np.testing.assert_array_equal(dataset.images.reshape(5, -1), pixels)
+
+
 # --- malformed rows ------------------------------------------------------------------------------
 
 

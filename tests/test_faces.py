@@ -433,3 +433,10 @@ def test_a_rotated_face_gets_level_eyes_through_the_recognizer(short, tiny_model
     # A detection without keypoints (the cascade's) is cropped from its box.
     boxed = recognizer.crop(frame, Detection(upright.box))
     assert boxed.shape == (48, 48)
+
+
+@pytest.mark.parametrize("shape", [(1, 4000), (4000, 1), (3, 3000)], ids=["row", "column", "strip"])
+def test_haar_finds_nothing_in_a_strip_instead_of_failing(shape):
+    # Shrunk to its 320-pixel search size, a 1x4000 strip would round to zero pixels across.
+    frame = np.full((*shape, 3), 128, np.uint8)
+    assert HaarFaceDetector().detect(frame) == []

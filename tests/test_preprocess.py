@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from fertools.preprocess import crop_face, decode_image, expand_box, to_face, to_gray
+from fertools.preprocess import crop_face, expand_box, load_photo, to_face, to_gray
 
 
 def test_to_gray_channels():
@@ -80,11 +80,14 @@ def test_crop_face_uses_the_margin(haar_face_frame):
     assert not np.array_equal(face, crop_face(haar_face_frame, box, margin=0.0))
 
 
-def test_decode_image():
+def test_load_photo():
     image = np.random.default_rng(1).integers(0, 256, size=(30, 20, 3), dtype=np.uint8)
-    np.testing.assert_array_equal(decode_image(cv2.imencode(".png", image)[1].tobytes()), image)
+    np.testing.assert_array_equal(load_photo(cv2.imencode(".png", image)[1].tobytes()), image)
     deep = np.full((5, 5), 1000, np.uint16)
-    frame = decode_image(cv2.imencode(".png", deep)[1].tobytes())  # 16-bit: scaled to 8, a BGR frame
+    frame = load_photo(cv2.imencode(".png", deep)[1].tobytes())  # 16-bit: scaled to 8, a BGR frame
     assert frame.dtype == np.uint8 and frame.shape == (5, 5, 3) and (frame == 1000 >> 8).all()
-    assert decode_image(b"") is None
-    assert decode_image(b"definitely not an image") is None
+    big = np.zeros((3000, 40, 3), np.uint8)
+    assert load_photo(cv2.imencode(".png", big)[1].tobytes()).shape == (1280, 17, 3)  # longest side shrunk
+    for garbage in (b"", b"definitely not an image"):
+        with pytest.raises(ValueError, match="is not an image FER Lab can read"):
+            load_photo(garbage)

@@ -479,6 +479,41 @@ def test_more_images_or_classes_than_the_limits_are_refused(tmp_path, monkeypatc
     assert str(caught.value) == f"{root} has 3 class folders, above FER Lab's limit of 2 classes."
 
 
+def test_images_in_a_blank_class_folder_are_rejected_not_learned_as_a_class(tmp_path):
+    face = cv2.imencode(".png", smooth_noise((48, 48), 6))[1].tobytes()
+    zipped = zip_of({"faces/ /a.png": face, "faces/sad/b.png": face, "faces/sad/c.png": face})
+    dataset = data.load(zipped, name="blank.zip")
+    assert dataset.classes == ("sad",) and len(dataset) == 2
+    assert [(r.where, r.reason) for r in dataset.rejected] == [
+        (" /a.png", "image outside a class folder")  # named below the zip's shared top folder
+    ]
+
+
+def test_a_dataset_refuses_class_names_that_no_card_could_hold():
+    faces = np.zeros((2, 48, 48), np.uint8)
+    with pytest.raises(DatasetError) as caught:
+        data.Dataset(faces, np.array([0, 1]), np.array(["train"] * 2), ("sad", "sad"), source="twice.csv")
+    assert str(caught.value) == "twice.csv has the same class name twice, so FER Lab cannot train on it."
+    with pytest.raises(DatasetError, match="has a class name that is blank or not text"):
+        data.Dataset(faces, np.array([0, 1]), np.array(["train"] * 2), ("sad", "  "))
+
+
+def test_a_dataset_decoding_more_pixels_than_the_limit_is_refused(tmp_path, monkeypatch):
+    # Flat PNGs compress to almost nothing, so many large ones fit a small zip: their pixels are counted.
+    flat = cv2.imencode(".png", np.full((300, 300), 90, np.uint8))[1].tobytes()
+    zipped = zip_of({f"faces/sad/{i}.png": flat for i in range(20)})
+    assert len(zipped) < 20 * 1024
+    monkeypatch.setattr(limits, "MAX_DATASET_PIXELS", 10 * 300 * 300)
+    with pytest.raises(DatasetError) as caught:
+        data.load(zipped, name="flat.zip", use_cache=False)
+    assert str(caught.value) == (
+        "flat.zip's images hold more than 900,000 pixels in all, FER Lab's limit for one dataset: "
+        "shrink them to face size (48x48 is enough)."
+    )
+    monkeypatch.setattr(limits, "MAX_DATASET_PIXELS", 20 * 300 * 300)
+    assert len(data.load(zipped, name="flat.zip", use_cache=False)) == 20
+
+
 # --- .npz ---------------------------------------------------------------------------------------------
 
 
@@ -544,7 +579,11 @@ FACES = np.zeros((3, 48, 48), np.uint8)
         ),
         (
             {"labels": np.array([0, 1, 2]), "classes": np.array(["a", "a"])},
-            "bad.npz has no class names, or the same name twice.",
+            "bad.npz has the same class name twice.",
+        ),
+        (
+            {"labels": np.array([0, 1, 1]), "classes": np.array(["happy", ""])},
+            "bad.npz has a class name that is blank or not text.",
         ),
         (
             {"labels": np.array([0, 1, 2]), "meta": np.array("[" * 100_000)},
@@ -564,6 +603,7 @@ FACES = np.zeros((3, 48, 48), np.uint8)
         "split-unknown",
         "labels-float",
         "classes-twice",
+        "class-blank",
         "meta-nested",
         "meta-shape",
     ],

@@ -17,7 +17,7 @@ from fertools.modelcard import ModelLoadError
 from fertools.preprocess import load_photo
 from fertools.users import QuotaError
 from ui import common, projector
-from ui.identity import count_upload
+from ui.identity import count_upload, literal
 
 #: The name every fine-tuning run of this page gets, so the page finds the latest one again.
 RUN_NAME = "my faces"
@@ -45,7 +45,7 @@ def add_picture(album_store: FaceAlbum, picture, name: str, label: str) -> None:
     try:
         frame = load_photo(payload)
     except ValueError as error:
-        st.error(f"{name}: {error}")
+        st.error(f"{literal(name)}: {error}")
         return
     recognizer = common.get_recognizer()
     results = recognizer.analyze(frame, max_faces=1, detector=photo_detector())
@@ -82,7 +82,7 @@ def show_last() -> None:
     if "album_last" in st.session_state:
         face, recorded, guess, confidence = st.session_state["album_last"]
         st.image(face, width=projector.px(144), caption=f"Added as {recorded}")
-        st.caption(f"The model in use reads it as **{guess}** ({confidence:.0%}).")
+        st.caption(f"The model in use reads it as **{literal(guess)}** ({confidence:.0%}).")
 
 
 def show_album(album_store: FaceAlbum, album: Album) -> None:

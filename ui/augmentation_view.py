@@ -12,6 +12,7 @@ from fertools import data, stats
 from fertools.augment import preview
 from fertools.config import NO_AUGMENTATION, AugmentConfig
 from ui.common import get_dataset
+from ui.identity import literal
 
 #: One slider per numeric AugmentConfig field: (field, label, max, step, help).
 SLIDERS = (
@@ -175,4 +176,4 @@ def show_preview(config: AugmentConfig) -> None:
         + ("; every transform is off" if config.is_identity else ""),
     )
     names = ", ".join(dataset.classes[i] for i in dataset.labels[rows])
-    st.caption(f"Faces: {names}. {st.session_state['dataset_label']}.")
+    st.caption(f"Faces: {literal(names)}. {literal(st.session_state['dataset_label'])}.")

@@ -195,7 +195,7 @@ def show_samples(dataset: data.Dataset, counts: stats.ClassCounts) -> None:
     )
     rows, _ = stats.sample_page(dataset.labels, class_index, int(page) - 1, per_page, seed, mask)
     if len(rows) == 0:
-        st.info(f"No {dataset.classes[class_index]} faces in {split_choice}.")
+        st.info(f"No {literal(dataset.classes[class_index])} faces in {split_choice}.")
     else:
         st.image(
             stats.montage(dataset.images[rows], SAMPLE_COLUMNS, scale=2),

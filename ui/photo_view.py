@@ -23,7 +23,7 @@ from fertools.synthetic import SYNTHETIC_NOTE
 from fertools.users import QuotaError
 from ui import photo_figures
 from ui.common import current_card, detector_picker, get_recognizer, model_picker
-from ui.identity import count_upload
+from ui.identity import count_upload, literal
 
 UPLOAD, SAMPLE = "Upload a photo", "Sample picture"
 PORTRAIT, CROP = "Portrait", "48×48 crop"
@@ -122,7 +122,7 @@ def upload_picker() -> Picture | None:
     try:
         return Picture(load_photo(uploaded.getvalue()), images.upright_size(uploaded.getvalue()))
     except ValueError as error:
-        st.error(f"{uploaded.name}: {error}")
+        st.error(f"{literal(uploaded.name)}: {error}")
         return None
 
 
@@ -195,6 +195,15 @@ def size_text(picture: Picture) -> str:
     return text
 
 
+def enlargement(shape: tuple[int, int]) -> int:
+    """How many times a picture used whole as one face is enlarged to be seen.
+
+    Its short side goes to about twice :data:`MIN_ANNOTATED_SIDE`, its long side never beyond
+    :data:`PHOTO_MAX_SIDE`: a 1x1280 strip would otherwise become a 400-megabyte image.
+    """
+    return max(1, min(MIN_ANNOTATED_SIDE * 2 // min(shape), PHOTO_MAX_SIDE // max(shape)))
+
+
 def show_picture(picture: Picture, results: list[FaceResult], whole_image: bool) -> None:
     """The picture with every face boxed, or enlarged when it was used whole as one face."""
     frame = picture.frame
@@ -208,7 +217,7 @@ def show_picture(picture: Picture, results: list[FaceResult], whole_image: bool)
     else:
         original_width, original_height = picture.original_size
         st.image(
-            stats.upscale(frame, max(1, MIN_ANNOTATED_SIDE * 2 // min(frame.shape[:2]))),
+            stats.upscale(frame, enlargement(frame.shape[:2])),
             channels="BGR",
             caption=f"The whole {original_width}×{original_height} picture, used as one face",
         )
@@ -244,7 +253,7 @@ def show_face(
     number: int, model_dir: str, recognizer: Recognizer, result: FaceResult, whole_image: bool
 ) -> None:
     """One face's emotion, detector score, 48x48 crop, Grad-CAM and probability bars."""
-    st.subheader(f"Face {number}: {result.label} ({result.confidence:.0%})")
+    st.subheader(f"Face {number}: {literal(result.label)} ({result.confidence:.0%})")
     if result.detection_score is not None:
         st.caption(f"The detector is {result.detection_score:.0%} sure this is a face.")
     elif not whole_image:

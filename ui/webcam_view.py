@@ -10,11 +10,12 @@ import time
 
 import streamlit as st
 
-from fertools.preprocess import decode_image
+from fertools.preprocess import load_photo
 from fertools.recognize import Recognizer
 from fertools.webcam import FrameProcessor, WebcamSettings
 from ui import projector
 from ui.common import detector_picker, model_picker
+from ui.identity import count_upload
 from ui.webcam_charts import followed_face, timeline_figure
 from ui.webrtc import StreamWatch, streamer
 
@@ -173,9 +174,11 @@ def show_snapshots(processor: FrameProcessor) -> None:
     shot = st.camera_input("Take a snapshot", key="webcam_snapshot")
     if shot is None:
         return
-    image = decode_image(shot.getvalue())
-    if image is None:
-        st.error("The snapshot could not be read as an image; take another one.")
+    try:
+        count_upload(shot.file_id, shot.size)  # a snapshot is an upload: the same quota per session
+        image = load_photo(shot.getvalue())  # the one decoder, shrunk like a photo before detection
+    except ValueError as error:  # QuotaError, or an ImageError in one sentence
+        st.error(f"The snapshot cannot be analysed: {error}")
         return
     annotated, faces = processor.snapshot(image)
     picture, numbers = st.columns([3, 2])
