@@ -8,6 +8,7 @@ from fertools.faces import photo_detector_fallback
 from fertools.modelcard import ModelLoadError
 from ui import photo_view
 from ui.common import get_recognizer, page_setup
+from ui.identity import literal
 from ui.model_notes import show_model_notes
 
 page_setup("Photo", "🖼️")
@@ -30,7 +31,7 @@ if picture is None:
 try:
     recognizer = get_recognizer(chosen.model_dir)
 except ModelLoadError as error:
-    st.error(f"Could not load the model: {error}")
+    st.error(f"Could not load the model: {literal(error.for_page())}")
     st.stop()
 
 # --- faces ---------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ import streamlit as st
 from fertools.modelcard import ModelLoadError
 from ui import webcam_view
 from ui.common import get_recognizer, page_setup
+from ui.identity import literal
 from ui.model_notes import show_model_notes
 from ui.webrtc import StreamWatch, ice_servers, live_video_problem
 
@@ -26,7 +27,7 @@ if model_dir is None:
 try:
     recognizer = get_recognizer(model_dir)
 except ModelLoadError as error:
-    st.error(f"The model could not be loaded: {error}")
+    st.error(f"The model could not be loaded: {literal(error.for_page())}")
     st.stop()
 show_model_notes(recognizer, real_pictures=True)
 

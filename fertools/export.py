@@ -28,7 +28,9 @@ def zip_model_dir(model_dir: str | os.PathLike) -> bytes:
     folder = Path(model_dir)
     missing = [name for name in (MODEL_FILE, CARD_FILE) if not (folder / name).is_file()]
     if missing:
-        raise ModelLoadError(f"{folder} is not a complete model folder (missing {', '.join(missing)}).")
+        raise ModelLoadError(
+            f"{folder} is not a complete model folder (missing {', '.join(missing)}).", folder
+        )
     # A run's model folder is called "model"; name the zip's folder after the run instead.
     top = folder.parent.name if folder.name == "model" and folder.parent.name else folder.name
     buffer = io.BytesIO()

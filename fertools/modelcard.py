@@ -96,7 +96,20 @@ SUPPORTED_PREPROCESSING = {
 
 
 class ModelLoadError(RuntimeError):
-    """A model folder that cannot be loaded; the message is one sentence for the user."""
+    """A model folder that cannot be loaded; the message is one sentence for the user.
+
+    The message names the folder (``folder``), which helps on the command line; a page whose
+    visitors must not read the server's paths shows :meth:`for_page` instead.
+    """
+
+    def __init__(self, message: str, folder: str | os.PathLike | None = None):
+        super().__init__(message)
+        self.folder = None if folder is None else str(folder)
+
+    def for_page(self, name: str = "the chosen model") -> str:
+        """The message with ``name`` where it names the folder (or a file in it)."""
+        message = str(self)
+        return message.replace(self.folder, name) if self.folder else message
 
 
 @dataclass
@@ -178,9 +191,9 @@ def read_card(path: str | os.PathLike) -> ModelCard:
     try:
         return ModelCard.from_dict(json.loads(card_path.read_text()))
     except FileNotFoundError:
-        raise ModelLoadError(f"{path} is not a model folder (no {CARD_FILE}).") from None
+        raise ModelLoadError(f"{path} is not a model folder (no {CARD_FILE}).", path) from None
     except (ValueError, TypeError, AttributeError) as error:  # JSONDecodeError is a ValueError
-        raise ModelLoadError(f"{card_path} is not a valid model card ({error}).") from None
+        raise ModelLoadError(f"{card_path} is not a valid model card ({error}).", path) from None
 
 
 def load_model_dir(path: str | os.PathLike) -> tuple[keras.Model, ModelCard]:
@@ -188,7 +201,7 @@ def load_model_dir(path: str | os.PathLike) -> tuple[keras.Model, ModelCard]:
     card = read_card(path)
     model_path = Path(path) / MODEL_FILE
     if not model_path.exists():
-        raise ModelLoadError(f"{path} has a card but no {MODEL_FILE}.")
+        raise ModelLoadError(f"{path} has a card but no {MODEL_FILE}.", path)
     import keras
 
     import fertools.augment  # noqa: F401  (registers custom layers a model may hold)
@@ -196,7 +209,7 @@ def load_model_dir(path: str | os.PathLike) -> tuple[keras.Model, ModelCard]:
     try:
         model = keras.models.load_model(model_path, compile=False, safe_mode=True)
     except (ValueError, OSError, TypeError) as error:
-        raise ModelLoadError(f"{model_path} could not be loaded ({error}).") from None
+        raise ModelLoadError(f"{model_path} could not be loaded ({error}).", path) from None
     check_card_fits(model, card, path)
     return model, card
 
@@ -210,16 +223,18 @@ def check_card_fits(model, card: ModelCard, path: str | os.PathLike) -> None:
     """
     classes = card.classes
     if not isinstance(classes, list) or class_names_problem(classes):
-        raise ModelLoadError(f"the card in {path} does not list its classes as distinct names.")
+        raise ModelLoadError(f"the card in {path} does not list its classes as distinct names.", path)
     outputs = model.output_shape
     if not isinstance(outputs, tuple) or len(outputs) != 2 or outputs[1] != len(classes):
         raise ModelLoadError(
-            f"the card in {path} names {len(classes)} classes but the network gives {outputs[1:]} outputs."
+            f"the card in {path} names {len(classes)} classes but the network gives {outputs[1:]} outputs.",
+            path,
         )
     expected = [int(n) for n in card.input_shape] if isinstance(card.input_shape, list) else None
     if expected is None or list(model.input_shape[1:]) != expected:
         raise ModelLoadError(
-            f"the card in {path} says input {card.input_shape} but the network takes {list(model.input_shape[1:])}."
+            f"the card in {path} says input {card.input_shape} but the network takes {list(model.input_shape[1:])}.",
+            path,
         )
 
 

@@ -176,3 +176,14 @@ def test_a_models_class_names_are_shown_as_plain_text(app, model_dir):
     assert (
         heading.startswith("Face 1: \\!\\[t") and "\\:red\\[\\*\\*" in heading
     )  # escaped, so shown as typed
+
+
+def test_a_model_that_cannot_load_is_one_sentence_without_the_servers_path(app, model_dir):
+    card = json.loads((model_dir / "card.json").read_text())
+    (model_dir / "card.json").write_text(json.dumps({**card, "classes": ["sad", *["x"] * 5, " "]}))
+    app.run()
+    assert not app.exception, app.exception
+    assert [e.value for e in app.error] == [
+        "Could not load the model: the card in the chosen model does not list its classes as distinct names."
+    ]
+    assert str(model_dir) not in texts(app)

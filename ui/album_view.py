@@ -143,7 +143,7 @@ def show_comparison(model_dir: str, latest: jobs.RunInfo, album: Album) -> None:
         before = common.get_recognizer(model_dir)
         after = common.get_recognizer(str(latest.model_dir))
     except ModelLoadError as error:
-        st.error(str(error))
+        st.error(literal(error.for_page("a model")))
         st.stop()
     seen = album.added <= latest.created
     result = compare(before.classify, after.classify, album)

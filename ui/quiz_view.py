@@ -202,7 +202,7 @@ def model_answers(dataset: Dataset, drawn: quiz.Quiz, faces: np.ndarray) -> tupl
         with st.spinner("The model is answering…"):
             answers = quiz.model_guesses(recognizer, faces)
     except ModelLoadError as error:
-        st.warning(f"The model cannot answer: {literal(error)}")
+        st.warning(f"The model cannot answer: {literal(error.for_page())}")
         return None
     if set(recognizer.classes) != set(drawn.classes):
         st.caption(
