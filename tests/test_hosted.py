@@ -535,3 +535,20 @@ def test_a_classmates_model_is_offered_to_other_pages_only_once_shared(
     assert label not in offered(BOB_KEY)  # the Photo and Webcam pages' model picker
     jobs.share(finished, ALICE)
     assert label in offered(BOB_KEY)
+
+
+@pytest.mark.parametrize("login", [False, True], ids=["teacher-code", "logged-in"])
+def test_the_first_visit_to_the_whole_app_asks_who_you_are_once(hosted, monkeypatch, login):
+    # Through app.py the frame restores the visitor's choices before the page runs: the sidebar's
+    # teacher form (or log-out button) must still be drawn once, not once there and once by the page.
+    monkeypatch.setenv("FERLAB_TEACHER_CODE", "sesame-1234")
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
+    at.query_params[VISITOR_PARAM] = ALICE_KEY
+    if login:
+        at.user = {"is_logged_in": True, "iss": "https://idp.example", "sub": "7", "name": "Alice A."}
+    at.run()
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    assert [t.value for t in at.title] == ["🙂 FER Lab"]
+    if login:
+        assert labels(at, "button").count("Log out") == 1

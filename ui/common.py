@@ -93,10 +93,10 @@ def page_setup(title: str, icon: str = "🙂") -> None:
     """
     st.set_page_config(page_title=f"{title} · FER Lab", page_icon=icon, layout="wide")
     init_state()
-    identity.setup()  # on a hosted server: login or class code first (they stop the page)
     from ui import frame
 
-    if not frame.inside():
+    if not frame.inside():  # inside the app the frame has asked who the visitor is, before the page
+        identity.setup()  # on a hosted server: login or class code first (they stop the page)
         frame.sidebar_status(st.sidebar)
 
 

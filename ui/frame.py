@@ -17,7 +17,7 @@ import streamlit as st
 from streamlit.runtime.scriptrunner import script_runner
 
 from fertools.constants import hosted
-from ui import projector
+from ui import identity, projector
 from ui.common import current_card, init_state, restore_choices, save_choices
 from ui.identity import literal
 
@@ -81,6 +81,9 @@ def run(page) -> None:
     status = st.sidebar.empty()
     token = _inside.set(True)
     try:
+        # Who the visitor is, once per script run (login or class code first: they stop the page);
+        # the choices restored next are that user's, and the page's page_setup does not ask again.
+        identity.setup()
         restore_choices()
         # Also before the page: a page that stops early (st.stop) still shows the status, and the
         # projector switch keeps its state (a widget left out of a run loses it).
