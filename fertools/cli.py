@@ -231,6 +231,8 @@ def cmd_evaluate(args) -> int:
     elif len(dataset.splits) > 1:
         # The held-out part: test if there is one, else val.
         dataset = dataset.subset("test" if "test" in dataset.splits else "val")
+    if not len(dataset):
+        raise UserError(f"evaluate: {args.data} has no faces to evaluate (every row or file was rejected)")
     labels = _map_labels(dataset, card.classes)
     try:
         model, card = load_model_dir(args.model)
@@ -325,6 +327,10 @@ def cmd_export(args) -> int:
     config = run.read_config()
     if config is None:
         raise UserError(f"export: {args.run} is not a training run (no readable config.json)")
+    try:
+        config.validate()
+    except ValueError as error:
+        raise UserError(f"export: {args.run}'s config.json cannot be used: {error}") from None
     if not run.best_weights.exists():
         raise UserError(f"export: {args.run} has no finished epoch to export yet")
     source = args.data or ((run.read_job() or {}).get("dataset") or {}).get("path")

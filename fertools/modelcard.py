@@ -112,6 +112,25 @@ class ModelLoadError(RuntimeError):
         return message.replace(self.folder, name) if self.folder else message
 
 
+#: The JSON type of each field a card may hold (``preprocessing`` is checked by its own class).
+_CARD_FIELD_TYPES = {
+    "name": str,
+    "architecture": str,
+    "classes": list,
+    "input_shape": list,
+    "parameters": int,
+    "training": dict,
+    "metrics": dict,
+    "dataset": dict,
+    "inference": dict,
+    "created": str,
+    "notes": list,
+}
+_JSON_NAMES = {str: "text", list: "a list", int: "a whole number", dict: "an object"}
+#: Metrics a card shows as percentages or scores.
+_NUMBER_METRICS = ("accuracy", "accuracy_flip_tta", "accuracy_ten_crop", "macro_f1")
+
+
 @dataclass
 class ModelCard:
     """Metadata that travels with a saved model (``card.json``)."""
@@ -135,8 +154,20 @@ class ModelCard:
 
     @classmethod
     def from_dict(cls, values: dict) -> ModelCard:
-        """A card from its JSON object; unknown keys are ignored. ``ValueError``/``TypeError`` if bad."""
+        """A card from its JSON object; unknown keys are ignored. ``ValueError``/``TypeError`` if bad.
+
+        Each field must have its JSON type, and the accuracies be numbers, so that nothing that
+        shows a card (the CLI's ``card``, the pages) meets a "lots" where it formats a number.
+        """
         known = {k: v for k, v in values.items() if k in cls.__dataclass_fields__}
+        for name, kind in _CARD_FIELD_TYPES.items():
+            value = known.get(name)
+            if name in known and (not isinstance(value, kind) or (kind is int and isinstance(value, bool))):
+                raise ValueError(f"its {name} is {type(value).__name__}, not {_JSON_NAMES[kind]}")
+        for key in _NUMBER_METRICS:
+            value = known.get("metrics", {}).get(key)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+                raise ValueError(f"its metrics.{key} is {type(value).__name__}, not a number")
         if "preprocessing" in known:
             known["preprocessing"] = Preprocessing.from_dict(known["preprocessing"])
         return cls(**known)

@@ -193,6 +193,8 @@ def export(
     config = run.read_config()
     if config is None:
         raise ExportError(f"{run_dir} is not a training run (no readable config.json).")
+    if out_dir is not None:
+        _check_out_dir(out_dir)
     data = dataset.with_validation(config.val_fraction, config.seed)
     model, config = rebuild(run, data)
     return publish(
@@ -205,6 +207,12 @@ def export(
         about=about,
         measure_inference=True,
     )
+
+
+def _check_out_dir(out_dir: str | os.PathLike) -> None:
+    """Refuse, before any work, an output that exists and is no folder (a model folder is one)."""
+    if Path(out_dir).exists() and not Path(out_dir).is_dir():
+        raise ExportError(f"{out_dir} is a file, not a folder; write the model to a new folder.")
 
 
 def _crop(preprocessing: Preprocessing) -> tuple:
@@ -245,6 +253,7 @@ def publish_ensemble(
         raise ExportError("a model folder is listed twice; an ensemble needs different networks.")
     if Path(out_dir).resolve() in resolved:
         raise ExportError(f"{out_dir} is one of the members; write the ensemble to a new folder.")
+    _check_out_dir(out_dir)
     loaded = [load_model_dir(path) for path in member_dirs]
     first = loaded[0][1]
     for path, (_, card) in zip(member_dirs, loaded):

@@ -380,6 +380,29 @@ def test_export_refuses_what_is_not_a_run(tmp_path, capsys):
     code, _, err = main(["export", tmp_path], capsys)
     assert code == 2
     assert_one_line_error(err, "has no finished epoch")
+    (tmp_path / "config.json").write_text(json.dumps({"architecture": 5}))
+    code, _, err = main(["export", tmp_path], capsys)
+    assert code == 2
+    assert_one_line_error(err, "config.json cannot be used: unknown architecture 5")
+
+
+def test_evaluate_on_data_with_no_faces_and_card_of_odd_types(tmp_path, tiny_model_dir, capsys):
+    rejected = tmp_path / "all_bad.csv"
+    rejected.write_text("emotion,pixels,Usage\n3,1 2 3,Training\n9,4 5,Training\n")
+    code, _, err = main(["evaluate", "--model", tiny_model_dir, "--data", rejected], capsys)
+    assert code == 2
+    assert_one_line_error(err, "has no faces to evaluate")
+
+    card = json.loads((tiny_model_dir / "card.json").read_text())
+    odd = tmp_path / "odd"
+    odd.mkdir()
+    (odd / "card.json").write_text(json.dumps({**card, "parameters": "lots"}))
+    code, _, err = main(["card", odd], capsys)
+    assert code == 2
+    assert_one_line_error(err, "is not a valid model card (its parameters is str, not a whole number)")
+    (odd / "card.json").write_text(json.dumps({**card, "metrics": {"accuracy": "high"}}))
+    code, _, err = main(["card", odd], capsys)
+    assert_one_line_error(err, "its metrics.accuracy is str, not a number")
 
 
 def test_evaluate_and_predict_with_ten_crops(tiny_model_dir, tiny_npz, tmp_path, capsys):

@@ -118,6 +118,10 @@ def test_publish_ensemble_refuses_members_that_disagree(tmp_path, tiny_builtin):
     assert not (tmp_path / "out").exists()
     with pytest.raises(ExportError, match="is one of the members"):
         publish_ensemble([one, other], tiny_builtin, one)
+    (tmp_path / "a file").write_text("")
+    same = _member(tmp_path / "same", "default", seed=3, widths=(8, 8, 8, 8))
+    with pytest.raises(ExportError, match="is a file, not a folder"):
+        publish_ensemble([one, same], tiny_builtin, tmp_path / "a file")
     assert load_model_dir(one)[1].architecture == "default"  # the member is untouched
 
 

@@ -141,7 +141,7 @@ def test_the_card_says_epochs_run_and_the_best_epoch_apart():
         ({"classes": ["angry"] * 7}, "distinct names"),
         ({"classes": [1, 2, 3, 4, 5, 6, 7]}, "distinct names"),
         ({"input_shape": [64, 64, 1]}, "says input [64, 64, 1]"),
-        ({"input_shape": "48x48"}, "says input"),
+        ({"input_shape": "48x48"}, "its input_shape is str, not a list"),  # refused as it is read
     ],
 )
 def test_a_card_that_disagrees_with_its_network_is_refused_at_load(tmp_path, change, message):

@@ -62,7 +62,8 @@ def cycles_text(cycles: tuple[int, ...]) -> str:
 def parse_cycles(text: str) -> tuple[int, ...]:
     """'30, 60' -> (30, 60); :class:`FormError` in the page's words for anything else."""
     parts = [part.strip() for part in text.replace(";", ",").split(",") if part.strip()]
-    if not all(part.isdigit() for part in parts):
+    # ASCII digits only ("²".isdigit() is True too), and few of them: int() refuses 4,300 digits.
+    if not all(part.isascii() and part.isdigit() and len(part) <= 6 for part in parts):
         raise FormError(
             f"The cosine cycles must be whole numbers of epochs separated by commas (e.g. 30, 60), not "
             f"{text!r}: change Cosine cycles {MORE}."
