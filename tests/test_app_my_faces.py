@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import time
 from pathlib import Path
 
@@ -38,7 +39,7 @@ def texts(at: AppTest) -> str:
 
 
 @pytest.mark.slow
-def test_record_fine_tune_compare_and_delete():
+def test_record_fine_tune_compare_and_delete(tiny_model_dir, ferlab_dirs):
     at = AppTest.from_file(PAGE, default_timeout=180).run()
     assert not at.exception, at.exception
     assert "No faces yet" in texts(at)
@@ -78,6 +79,17 @@ def test_record_fine_tune_compare_and_delete():
     shown = {metric.label: metric.value for metric in at.metric}
     assert "Before: the model you started from" in shown and "After fine-tuning" in shown
     assert len(at.dataframe) == 1 and len(at.dataframe[0].value) == 6
+
+    # "Before" is the model the run started from, not whichever model is picked afterwards.
+    other = ferlab_dirs["runs"] / "20261203-120000-0the" / "model"
+    shutil.copytree(tiny_model_dir, other)
+    at.run()  # the picker lists the new model
+    picker = at.selectbox(key="album_model")
+    [label] = [option for option in picker.options if "0the" in option]
+    picker.set_value(label).run()
+    assert not at.exception, at.exception
+    assert at.session_state["model_dir"] == str(other)
+    assert {metric.label: metric.value for metric in at.metric} == shown
 
     [delete] = [b for b in at.button if "Delete my album" in b.label]
     delete.click().run()

@@ -357,3 +357,25 @@ def test_models_of_runs_are_listed_by_the_name_they_were_given(tiny_run_model):
     at.run()
     assert not at.exception, at.exception
     assert at.selectbox(key="photo_model").value == "my first model (run tiny)"
+
+
+def test_the_dataset_page_shows_class_names_and_notes_as_plain_text(ferlab_dirs):
+    # Class names come from a folder's or an .npz's names: anyone's text, never Markdown or HTML.
+    built = data.load_builtin(n_per_class=4, seed=2)
+    names = ("**angry**", "![x](http://evil.example/t.png)", '<a href="http://evil.example">fear</a>')
+    names += FER2013_CLASSES[3:]
+    hostile = data.Dataset(
+        built.images, built.labels, built.split, names, notes=("note with ![p](http://evil.example/n.png)",)
+    )
+    path = ferlab_dirs["data"] / "hostile.npz"
+    data.save_npz(hostile, path)
+    at = app("app_pages/1_Dataset.py")
+    at.session_state["dataset_source"] = str(path)
+    at.session_state["dataset_label"] = "hostile.npz"
+    at.run()
+    assert not at.exception, at.exception
+    texts = [c.value for c in at.caption] + [caption for image in at.get("image") for caption in image.captions]
+    assert not [text for text in texts if "](http" in text or "**angry**" in text], texts
+    assert any("\\!\\[x\\]\\(http" in text for text in texts), texts  # shown, escaped
+    figures = " ".join(chart.proto.spec for chart in at.get("plotly_chart"))
+    assert "evil.example" in figures and '<a href=\\"http' not in figures and "&lt;a href" in figures

@@ -88,3 +88,12 @@ def test_restore_brings_back_what_remember_kept_once_the_widgets_were_forgotten(
 def test_every_widget_label_is_unique():
     labels = [field.label for field in form.FIELDS]
     assert len(set(labels)) == len(labels)
+
+
+@pytest.mark.parametrize(
+    "typed", ["30, ²", "30, ٣", "9" * 5000], ids=["superscript", "arabic-indic", "5000-digits"]
+)
+def test_cycles_that_python_calls_digits_but_int_refuses_are_a_form_error(typed):
+    with pytest.raises(form.FormError, match="whole numbers of epochs separated by commas"):
+        form.parse_cycles(typed)
+    assert form.parse_cycles(" 30; 60 ") == (30, 60)

@@ -138,9 +138,13 @@ def watch(run_id: str) -> None:
 
 
 def show_comparison(model_dir: str, latest: jobs.RunInfo, album: Album) -> None:
-    """Both models' accuracy on the album, on the faces recorded since, and one row per face."""
+    """Both models' accuracy on the album, on the faces recorded since, and one row per face.
+
+    "Before" is the model the run started from (its ``start_from``), whatever model is picked now;
+    ``model_dir`` only stands in for a run that does not say.
+    """
     try:
-        before = common.get_recognizer(model_dir)
+        before = common.get_recognizer(latest.config.start_from or model_dir)
         after = common.get_recognizer(str(latest.model_dir))
     except ModelLoadError as error:
         st.error(literal(error.for_page("a model")))

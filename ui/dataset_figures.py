@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+
 import numpy as np
 import pandas as pd
 import plotly.express as px
@@ -20,7 +22,7 @@ def _balance_headline(imbalance, where: str, balanced_ratio: float) -> str:
     if imbalance.ratio > balanced_ratio:
         ratio = "∞" if imbalance.ratio == float("inf") else f"{imbalance.ratio:.1f}×"
         return (
-            f"<b>{imbalance.largest}</b> {imbalance.largest_count:,} vs <b>{imbalance.smallest}</b> "
+            f"<b>{html.escape(imbalance.largest)}</b> {imbalance.largest_count:,} vs <b>{html.escape(imbalance.smallest)}</b> "
             f"{imbalance.smallest_count:,} in the {where}: <b>{ratio}</b>"
         )
     spread = f"{imbalance.smallest_count:,}"
@@ -35,13 +37,18 @@ def class_balance(counts, imbalance, balanced_ratio: float) -> go.Figure:
     ``counts`` is :class:`fertools.stats` class counts (``rows()``, ``classes``, ``splits``) and
     ``imbalance`` its ``imbalance()`` (None for an empty dataset).
     """
+    # Plotly draws text as HTML: class names (a folder's, an .npz's) are escaped, as on the Train page.
+    rows = [{**row, "class": html.escape(row["class"])} for row in counts.rows()]
     figure = px.bar(
-        pd.DataFrame(counts.rows()),
+        pd.DataFrame(rows),
         x="class",
         y="count",
         color="split",
         barmode="group",
-        category_orders={"class": list(counts.classes), "split": list(counts.splits)},
+        category_orders={
+            "class": [html.escape(name) for name in counts.classes],
+            "split": list(counts.splits),
+        },
         hover_data={"share": ":.1%"},
         labels={"count": "faces", "class": ""},
     )
@@ -63,7 +70,7 @@ def pixel_histogram(edges: np.ndarray, fractions, names: list[str], group_by: st
     centres = (edges[:-1] + edges[1:]) / 2
     histogram = pd.DataFrame(
         [
-            {group_by: name, "intensity": float(x), "fraction": float(y)}
+            {group_by: html.escape(name), "intensity": float(x), "fraction": float(y)}
             for name, row in zip(names, fractions, strict=True)
             for x, y in zip(centres, row, strict=True)
         ]

@@ -131,7 +131,7 @@ def show_header(source: str, label: str, dataset: data.Dataset) -> None:
         )
     for note in dataset.notes:
         if note != SYNTHETIC_NOTE:
-            st.caption(note)
+            st.caption(literal(note))  # an uploaded .npz may carry notes of its own
 
 
 def show_metrics(dataset: data.Dataset, counts: stats.ClassCounts) -> None:
@@ -154,7 +154,7 @@ def show_balance(counts: stats.ClassCounts) -> None:
         size = counts.split_sizes.get("train", int(counts.totals.sum()))
         where = figures.measured_on(counts)
         st.caption(
-            f"A model that always answers *{imbalance.largest}* is right "
+            f"A model that always answers *{literal(imbalance.largest)}* is right "
             f"{imbalance.largest_count / max(size, 1):.0%} of the time on the {where}, and rare classes "
             "get few gradient updates. The Train page can weight the loss by class to compensate."
         )
@@ -199,7 +199,7 @@ def show_samples(dataset: data.Dataset, counts: stats.ClassCounts) -> None:
     else:
         st.image(
             stats.montage(dataset.images[rows], SAMPLE_COLUMNS, scale=2),
-            caption=f"{dataset.classes[class_index]}, {split_choice}: page {page} of {pages}, "
+            caption=f"{literal(dataset.classes[class_index])}, {split_choice}: page {page} of {pages}, "
             f"shuffle seed {seed} (shown 2× with square pixels)",
         )
 
@@ -228,7 +228,7 @@ def show_pixels(source: str, dataset: data.Dataset) -> None:
     pictures = stats.difference_faces(means, mean_counts) if relative else np.rint(means).astype(np.uint8)
     st.image(
         [stats.upscale(picture, 2) for picture in pictures],
-        caption=[f"{name} ({int(n):,})" for name, n in zip(dataset.classes, mean_counts)],
+        caption=[f"{literal(name)} ({int(n):,})" for name, n in zip(dataset.classes, mean_counts)],
     )
 
 
@@ -283,6 +283,6 @@ def show_export(label: str, dataset: data.Dataset) -> None:
     csv_column.caption(f"about {len(dataset) * 8.5e-3:,.1f} MB; built when you click, which takes a moment")
     if tuple(dataset.classes) != FER2013_CLASSES:
         st.caption(
-            f"These classes ({', '.join(dataset.classes)}) are not FER2013's ({', '.join(FER2013_CLASSES)}): "
+            f"These classes ({literal(', '.join(dataset.classes))}) are not FER2013's ({', '.join(FER2013_CLASSES)}): "
             "the CSV's emotion column holds this dataset's own label indices."
         )

@@ -128,7 +128,9 @@ def score(
             source, chosen.split, chosen.model_dir, model_file.stat().st_mtime, chosen.tta, chosen.views
         )
     except (ModelLoadError, ValueError) as error:
-        st.error(f"This model cannot be scored on this data: {error}")
+        st.error(
+            f"This model cannot be scored on this data: {literal(error.for_page() if isinstance(error, ModelLoadError) else error)}"
+        )
         st.stop()
     trained_on = card.dataset.get("source")
     if chosen.split == "val" and trained_on and trained_on == dataset.source:
@@ -252,4 +254,4 @@ def cell_gallery(evaluation: ev.Evaluation, dataset: data.Dataset, split: str) -
         caption = f"{predicted_name} {shares[predicted]:.0%}"
         if true != predicted:
             caption += f" · {true_name} {shares[true]:.0%}"
-        columns[slot % 8].image(face, width=projector.px(96), caption=caption)
+        columns[slot % 8].image(face, width=projector.px(96), caption=literal(caption))

@@ -106,7 +106,7 @@ def where_from(drawn: quiz.Quiz, dataset: Dataset) -> list[str]:
     if len(drawn) < drawn.requested:
         lines.append(f"The dataset has only {len(drawn)} faces, so the quiz has {len(drawn)}.")
     if drawn.missing:
-        lines.append(f"No {', '.join(drawn.missing)} faces to draw from here.")
+        lines.append(f"No {literal(', '.join(drawn.missing))} faces to draw from here.")
     return lines
 
 
@@ -179,7 +179,7 @@ def show_face(dataset: Dataset, drawn: quiz.Quiz, position: int) -> None:
         st.markdown("**Which emotion is this?**")
         for name in drawn.classes:
             st.button(
-                f"{ICONS.get(name, '🔹')} {name}",
+                f"{ICONS.get(name, '🔹')} {literal(name)}",
                 key=f"quiz_answer_{name}",
                 on_click=_answer,
                 args=(position, name),
@@ -291,7 +291,9 @@ def show_disagreements(result: quiz.QuizScore, faces: np.ndarray) -> None:
         st.markdown(f"**{title}** ({len(group)})")
         st.image(
             [stats.upscale(faces[item.position], projector.px(GALLERY_SCALE)) for item in group],
-            caption=[f"label {item.truth} · you {item.human} · model {item.model}" for item in group],
+            caption=[
+                literal(f"label {item.truth} · you {item.human} · model {item.model}") for item in group
+            ],
         )
 
 
@@ -302,7 +304,7 @@ def show_mistakes(drawn: quiz.Quiz, answers: list[str], faces: np.ndarray) -> No
         st.subheader("Where you disagree with the label")
         st.image(
             [stats.upscale(faces[i], projector.px(GALLERY_SCALE)) for i, _, _ in mistakes],
-            caption=[f"label {t} · you {h}" for _, t, h in mistakes],
+            caption=[literal(f"label {t} · you {h}") for _, t, h in mistakes],
         )
 
 

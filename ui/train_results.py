@@ -125,7 +125,9 @@ def mistakes_gallery(run: jobs.RunInfo, classes: list[str], confusion: list[list
         columns[slot % 8].image(
             predictions["images"][row],
             width=projector.px(96),
-            caption=f"{pred_name} {probabilities[row, pred_index]:.0%} · {true_name} {probabilities[row, true_index]:.0%}",
+            caption=literal(
+                f"{pred_name} {probabilities[row, pred_index]:.0%} · {true_name} {probabilities[row, true_index]:.0%}"
+            ),
         )
 
 
