@@ -374,7 +374,9 @@ def test_the_dataset_page_shows_class_names_and_notes_as_plain_text(ferlab_dirs)
     at.session_state["dataset_label"] = "hostile.npz"
     at.run()
     assert not at.exception, at.exception
-    texts = [c.value for c in at.caption] + [caption for image in at.get("image") for caption in image.captions]
+    texts = [c.value for c in at.caption] + [
+        caption for image in at.get("image") for caption in image.captions
+    ]
     assert not [text for text in texts if "](http" in text or "**angry**" in text], texts
     assert any("\\!\\[x\\]\\(http" in text for text in texts), texts  # shown, escaped
     figures = " ".join(chart.proto.spec for chart in at.get("plotly_chart"))
