@@ -302,9 +302,8 @@ def _line_spans(data: bytes, name: str) -> list[tuple[int, int]]:
     max_line, max_lines = limits.MAX_CSV_LINE_BYTES, limits.MAX_CSV_ROWS + 1  # + the header
     spans = []
     start, size, count = 0, len(data), 0
-    if (
-        data[:3] == b"\xef\xbb\xbf"
-    ):  # a UTF-8 byte order mark (Excel's "CSV UTF-8") is no part of the first line
+    # A UTF-8 byte order mark (Excel's "CSV UTF-8") is no part of the first line.
+    if data[:3] == b"\xef\xbb\xbf":
         start = 3
     while start < size:
         count += 1

@@ -123,14 +123,13 @@ def score(
         card = read_card(chosen.model_dir)
         model_file = Path(chosen.model_dir) / MODEL_FILE
         if not model_file.exists():
-            raise ModelLoadError(f"{chosen.model_dir} holds no trained model.")
+            raise ModelLoadError(f"{chosen.model_dir} holds no trained model.", chosen.model_dir)
         evaluation = _evaluation(
             source, chosen.split, chosen.model_dir, model_file.stat().st_mtime, chosen.tta, chosen.views
         )
     except (ModelLoadError, ValueError) as error:
-        st.error(
-            f"This model cannot be scored on this data: {literal(error.for_page() if isinstance(error, ModelLoadError) else error)}"
-        )
+        reason = error.for_page() if isinstance(error, ModelLoadError) else str(error)  # no server paths
+        st.error(f"This model cannot be scored on this data: {literal(reason)}")
         st.stop()
     trained_on = card.dataset.get("source")
     if chosen.split == "val" and trained_on and trained_on == dataset.source:
